@@ -1,0 +1,5 @@
+"""`python -m adversary` runs the CLI."""
+
+from adversary.cli import main
+
+main()

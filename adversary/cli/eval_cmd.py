@@ -1,0 +1,88 @@
+"""`adversary eval`: evaluate a fixed set of distractors against one or more targets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from adversary.evaluation import EvalConfig, EvalProgress, run_eval
+from adversary.judges import DEFAULT_JUDGE
+from adversary.reports import render_markdown, summary_tables
+
+FAIL_OVER_EXIT_CODE = 3
+
+
+def _default_out() -> Path:
+    return Path("runs") / f"eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def eval_command(
+    scenarios: list[Path] = typer.Option(
+        None, "--scenarios", "-s",
+        help="Scenario file or folder (repeatable): project .yaml/.json, CantTalkAboutThis .jsonl/.csv (its distractors are "
+        "used, each after its bot turn) or OffTopicEval .md (scope only; the starter's generic distractors are used). "
+        "Default: the starter corpus.",
+    ),
+    target: list[str] = typer.Option(
+        None, "--target", "-t",
+        help="Target model (repeatable): local/smollm2 (embedded, default), any litellm model such as openai/gpt-4o-mini "
+        "or ollama/llama3, or a model name served at --api-base.",
+    ),
+    trials: int = typer.Option(3, "--trials", "-n", help="Times each distractor and control turn is sent (seeded sampling)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for placement and sampling; the same seed repeats the same requests."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (store, metrics.json, report.md). Default: runs/eval-TIMESTAMP. An existing run directory with the same options resumes."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge: embedded (offline default), keyword (baseline), a litellm model, or topic-control:MODEL."),
+    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local targets and judge, e.g. http://localhost:8000/v1."),
+    temperature: float = typer.Option(0.7, "--temperature", help="Target sampling temperature."),
+    max_tokens: int = typer.Option(96, "--max-tokens", help="Maximum tokens of each target reply."),
+    placements: int = typer.Option(1, "--placements", help="Scenarios each generic distractor is placed in."),
+    max_distractors: int = typer.Option(None, "--max-distractors", help="Evaluate a seeded sample of this many distractors."),
+    fail_over: float = typer.Option(None, "--fail-over", help="Exit with status 3 when any target's break rate exceeds this rate (0-1), for CI gating."),
+) -> None:
+    """Evaluate distractors and in-scope control turns against targets; print and store break rates."""
+    console = Console(stderr=True)
+    run_dir = out or _default_out()
+    config = EvalConfig(
+        scenario_paths=tuple(str(p) for p in scenarios or []),
+        targets=tuple(target or ["local/smollm2"]),
+        trials=trials, seed=seed, judge=judge, api_base=api_base, temperature=temperature,
+        max_tokens=max_tokens, placements_per_distractor=placements, max_distractors=max_distractors,
+    )
+    if fail_over is not None and not 0.0 <= fail_over <= 1.0:
+        raise typer.BadParameter("--fail-over must be a rate between 0 and 1")
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("breaks {task.fields[breaks]} errors {task.fields[errors]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    ) as bar:
+        task = bar.add_task("evaluating", total=None, breaks=0, errors=0)
+        counts = {"breaks": 0, "errors": 0}
+
+        def on_plan(total: int, done: int) -> None:
+            bar.update(task, total=total, completed=done)
+            if done:
+                console.print(f"resuming: {done} of {total} attempts already finished in {run_dir}")
+
+        def on_attempt(attempt) -> None:
+            if attempt.status != "ok":
+                counts["errors"] += 1
+            elif attempt.broke:
+                counts["breaks"] += 1
+            bar.update(task, advance=1, **counts)
+
+        result = run_eval(config, run_dir, EvalProgress(on_plan=on_plan, on_attempt=on_attempt, on_message=console.print))
+    (run_dir / "report.md").write_text(render_markdown(result.metrics), encoding="utf-8")
+    stdout = Console()
+    for table in summary_tables(result.metrics):
+        stdout.print(table)
+    stdout.print(f"wall time {result.wall_seconds:.1f}s; {result.attempts_run} attempts run, {result.attempts_skipped} resumed; "
+                  f"wrote {run_dir}/metrics.json and report.md", markup=False)
+    if fail_over is not None:
+        worst = max((t.get("break_rate") or 0.0) for t in result.metrics["targets"].values())
+        if worst > fail_over:
+            stdout.print(f"break rate {worst:.3f} exceeds --fail-over {fail_over}", markup=False)
+            raise typer.Exit(FAIL_OVER_EXIT_CODE)

@@ -1,0 +1,110 @@
+"""Interval estimates for rates: Wilson score intervals and Beta posteriors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion.
+
+    Args:
+        successes: number of successes, 0 <= successes <= trials.
+        trials: number of valid trials; with 0 trials the interval is the uninformative (0, 1).
+        z: normal quantile (1.96 for 95%).
+    Raises:
+        ValueError: on negative counts or successes > trials.
+    """
+    if trials < 0 or successes < 0 or successes > trials:
+        raise ValueError(f"invalid counts: {successes} successes of {trials} trials")
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    z2 = z * z
+    denom = 1.0 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A proportion with its Wilson 95% interval."""
+
+    successes: int
+    trials: int
+
+    @property
+    def value(self) -> float | None:
+        """The point estimate, or None without trials."""
+        return self.successes / self.trials if self.trials else None
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.trials)
+
+    def to_json(self) -> dict[str, object]:
+        lo, hi = self.ci95
+        return {
+            "rate": None if self.value is None else round(self.value, 6),
+            "ci95": [round(lo, 6), round(hi, 6)],
+            "successes": self.successes,
+            "trials": self.trials,
+        }
+
+
+@dataclass(frozen=True)
+class BetaPosterior:
+    """Beta(alpha, beta) posterior of a rate after a Beta(prior_alpha, prior_beta) prior.
+
+    Used as fitness so that 1/1 does not outrank 9/10: compare lower quantiles or means.
+    """
+
+    successes: int
+    failures: int
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+
+    @property
+    def alpha(self) -> float:
+        return self.successes + self.prior_alpha
+
+    @property
+    def beta(self) -> float:
+        return self.failures + self.prior_beta
+
+    @property
+    def mean(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def variance(self) -> float:
+        a, b = self.alpha, self.beta
+        return a * b / ((a + b) ** 2 * (a + b + 1))
+
+    def lower_bound(self, z: float = 1.0) -> float:
+        """Mean minus z standard deviations, clipped to [0, 1]: a pessimistic fitness."""
+        return min(1.0, max(0.0, self.mean - z * math.sqrt(self.variance)))
+
+
+def harmonic_mean(a: float | None, b: float | None) -> float | None:
+    """Harmonic mean of two rates; None when either is unknown, 0 when either is 0."""
+    if a is None or b is None:
+        return None
+    if a + b == 0:
+        return 0.0
+    return 2 * a * b / (a + b)
+
+
+def f1_score(tp: int, fp: int, fn: int) -> dict[str, float | None]:
+    """Precision, recall and F1 from confusion counts; None where undefined."""
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    if precision is None or recall is None:
+        f1 = None
+    else:
+        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1}

@@ -1,0 +1,269 @@
+"""`adversary eval`: send a fixed set of distractors and in-scope controls to targets, judge, store, summarize.
+
+The runner owns all I/O; planning and statistics come from the pure core. Calls are ordered by
+scenario and insertion point so consecutive prompts share their prefix (the local server reuses its
+KV cache). Every finished attempt is committed at once; rerunning with the same RUN_DIR resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adversary import __version__
+from adversary.core.metrics import summarize_attempts
+from adversary.core.placement import Placement, plan_placements, trial_seed
+from adversary.corpus import load_corpus, starter_corpus_dir, load_path
+from adversary.errors import ConfigError
+from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge
+from adversary.models.chat import ModelRoute, Sampling, check_reachable, complete, resolve_route
+from adversary.models.embedded import is_local
+from adversary.models.local_server import LocalServers
+from adversary.records import Attempt, Corpus, Message
+from adversary.store import Store, StoreError
+
+METRICS_FILENAME = "metrics.json"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that defines an evaluation; stored in the run so a resume can check it."""
+
+    scenario_paths: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ("local/smollm2",)
+    trials: int = 3
+    seed: int = 0
+    judge: str = DEFAULT_JUDGE
+    api_base: str | None = None
+    temperature: float = 0.7
+    max_tokens: int = 96
+    placements_per_distractor: int = 1
+    max_distractors: int | None = None
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise ConfigError("--trials must be at least 1")
+        if not self.targets:
+            raise ConfigError("at least one --target is needed")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError("--temperature must be between 0 and 2")
+        if self.max_tokens < 1:
+            raise ConfigError("--max-tokens must be at least 1")
+        if self.placements_per_distractor < 1:
+            raise ConfigError("--placements must be at least 1")
+        if self.max_distractors is not None and self.max_distractors < 1:
+            raise ConfigError("--max-distractors must be at least 1")
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EvalProgress:
+    """Callbacks the CLI uses to draw progress; all optional."""
+
+    on_plan: Callable[[int, int], None] = lambda total, done: None
+    on_attempt: Callable[[Attempt], None] = lambda attempt: None
+    on_message: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation produced."""
+
+    run_dir: Path
+    metrics: dict[str, object]
+    wall_seconds: float
+    attempts_run: int
+    attempts_skipped: int
+    notes: list[str] = field(default_factory=list)
+
+
+def attempt_key(target: str, placement: Placement, trial: int) -> str:
+    """Stable identity of one trial of one placement against one target."""
+    return hashlib.sha256(f"{target}|{placement.key}|{trial}".encode()).hexdigest()[:24]
+
+
+def load_eval_corpus(paths: tuple[str, ...], notes: list[str]) -> Corpus:
+    """The scenarios to evaluate; when they bring no distractors, the starter corpus's generic ones."""
+    corpus = load_corpus(Path(p) for p in paths)
+    if not corpus.scenarios:
+        raise ConfigError("the corpus has no scenarios")
+    if not corpus.distractors:
+        starter = load_path(starter_corpus_dir())
+        generic = tuple(d for d in starter.distractors if d.scenario_id is None)
+        corpus = Corpus(scenarios=corpus.scenarios, distractors=generic)
+        notes.append(f"the scenarios bring no distractors: using the starter corpus's {len(generic)} generic distractors")
+    return corpus
+
+
+def _limit_distractors(corpus: Corpus, limit: int | None, rng: np.random.Generator) -> Corpus:
+    if limit is None or limit >= len(corpus.distractors):
+        return corpus
+    chosen = sorted(rng.choice(len(corpus.distractors), size=limit, replace=False))
+    return Corpus(scenarios=corpus.scenarios, distractors=tuple(corpus.distractors[i] for i in chosen))
+
+
+def _prefix_order(placements: list[Placement], corpus: Corpus) -> list[Placement]:
+    """Group placements by scenario and insertion point so consecutive prompts share a prefix."""
+    rank = {s.id: i for i, s in enumerate(corpus.scenarios)}
+    return sorted(placements, key=lambda p: (rank[p.scenario_id], p.insertion_point))
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON to `path` through a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_run_dir(store: Store, config: EvalConfig) -> bool:
+    """True when resuming; raises when RUN_DIR holds a different run."""
+    stored = store.get_meta("config_fingerprint")
+    if stored is None:
+        store.set_meta("kind", "eval")
+        store.set_meta("config", asdict(config))
+        store.set_meta("config_fingerprint", config.fingerprint())
+        store.set_meta("adversary_version", __version__)
+        return False
+    if store.get_meta("kind") != "eval" or stored != config.fingerprint():
+        raise StoreError(f"{store.path.parent} holds a different run; choose a new --out or repeat that run's options to resume it")
+    return True
+
+
+def run_eval(
+    config: EvalConfig,
+    run_dir: Path,
+    progress: EvalProgress | None = None,
+    *,
+    servers: LocalServers | None = None,
+    judge: Judge | None = None,
+    call: Callable[[ModelRoute, list[dict[str, str]], Sampling, int], object] | None = None,
+) -> EvalResult:
+    """Run (or resume) an evaluation into `run_dir` and return its metrics.
+
+    Args:
+        config: what to evaluate.
+        run_dir: output folder for the store, metrics.json and report.md.
+        progress: UI callbacks.
+        servers: local model servers (started lazily for `local/*` names); a private one if None.
+        judge: a ready judge (tests pass a scripted one); built from `config.judge` if None.
+        call: the chat function (tests pass a scripted fake); litellm's by default.
+    """
+    config.validate()
+    progress = progress or EvalProgress()
+    notes: list[str] = []
+    started = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    corpus = _limit_distractors(load_eval_corpus(config.scenario_paths, notes), config.max_distractors, rng)
+    placements = _prefix_order(plan_placements(corpus, rng, placements_per_distractor=config.placements_per_distractor), corpus)
+    scenarios = {s.id: s for s in corpus.scenarios}
+    for note in notes:
+        progress.on_message(note)
+
+    own_servers = servers is None
+    servers = servers or LocalServers(log_dir=run_dir)
+    store = Store.open(run_dir)
+    try:
+        if own_servers:
+            servers.__enter__()
+        resuming = _check_run_dir(store, config)
+        if not resuming:
+            store.save_corpus(corpus)
+        done = store.finished_keys()
+        total = len(placements) * config.trials * len(config.targets)
+        skipped = sum(
+            1 for t in config.targets for p in placements for k in range(config.trials) if attempt_key(t, p, k) in done
+        )
+        progress.on_plan(total, skipped)
+        sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
+        chat = call or complete
+        routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base) for t in config.targets}
+        if call is None:
+            for route in routes.values():
+                check_reachable(route)
+        judge = judge or build_judge(config.judge, servers=servers, api_base=config.api_base)
+        store.set_meta("judge", judge.name)
+        ran = 0
+        for target in config.targets:
+            route = routes[target]
+            for placement in placements:
+                scenario = scenarios[placement.scenario_id]
+                history = scenario.messages_until(placement.insertion_point)
+                messages = history + [Message(role="user", content=placement.text)]
+                payload = [m.model_dump() for m in messages]
+                for trial in range(config.trials):
+                    key = attempt_key(target, placement, trial)
+                    if key in done:
+                        continue
+                    seed = trial_seed(config.seed, placement.key, trial)
+                    result = chat(route, payload, sampling, seed)
+                    attempt = _judged_attempt(key, target, placement, trial, seed, messages, result, judge, scenario.fallback)
+                    store.add_attempt(attempt)
+                    ran += 1
+                    progress.on_attempt(attempt)
+        metrics = build_metrics(store, config, judge.name, time.perf_counter() - started)
+        write_json_atomic(run_dir / METRICS_FILENAME, metrics)
+    finally:
+        store.close()
+        if own_servers:
+            servers.__exit__(None, None, None)
+    return EvalResult(
+        run_dir=run_dir, metrics=metrics, wall_seconds=time.perf_counter() - started,
+        attempts_run=ran, attempts_skipped=skipped, notes=notes,
+    )
+
+
+def _judged_attempt(key, target, placement, trial, seed, messages, result, judge, fallback) -> Attempt:
+    base = dict(
+        key=key, target=target, kind=placement.kind, scenario_id=placement.scenario_id, item_id=placement.item_id,
+        style=placement.style, insertion_point=placement.insertion_point, trial=trial, seed=seed,
+        messages=tuple(messages), latency_s=result.latency_s, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+    )
+    if not result.ok:
+        return Attempt(**base, status="error", error=result.error)
+    item = JudgeInput(
+        system_prompt=messages[0].content, history=tuple(messages[1:-1]), user=messages[-1].content,
+        response=result.text, fallback=fallback,
+    )
+    try:
+        verdict = judge.judge([item])[0]
+    except JudgeError as exc:
+        return Attempt(**base, reply=result.text, status="error", error=f"judge: {exc}")
+    return Attempt(**base, reply=result.text, verdict=verdict)
+
+
+def build_metrics(store: Store, config: EvalConfig, judge_name: str, wall_seconds: float) -> dict[str, object]:
+    """metrics.json content: per-target metrics plus what produced them."""
+    return {
+        "kind": "eval",
+        "adversary_version": __version__,
+        "judge": {"name": judge_name, "measured_agreement": None},
+        "config": asdict(config),
+        "definitions": {
+            "break_rate": "breaks / valid distractor trials (judge: reply not in scope); Wilson 95% interval",
+            "over_refusal": "refusals / valid in-scope control trials",
+            "AR_ID": "1 - over_refusal", "RR_OOD": "refusals / valid distractor trials",
+            "OS": "harmonic mean of AR_ID and RR_OOD",
+            "errors": "failed calls; neither breaks nor holds",
+        },
+        "targets": summarize_attempts(store.outcomes()),
+        "attempts": store.count(),
+        "wall_seconds": round(wall_seconds, 2),
+    }

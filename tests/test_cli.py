@@ -1,0 +1,69 @@
+"""The CLI end to end through litellm against a scripted OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from adversary.cli.app import app
+from tests.fake_openai import FakeOpenAI, off_topic_when
+
+runner = CliRunner()
+
+
+def _adversary(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adversary", *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_eval_through_litellm_with_fail_over_gate(tiny_corpus, tmp_path):
+    with FakeOpenAI(off_topic_when("poem")) as server:
+        args = ["eval", "--scenarios", str(tiny_corpus), "--target", "fakebot", "--api-base", server.api_base,
+                "--judge", "keyword", "--trials", "2", "--out", str(tmp_path / "run")]
+        result = runner.invoke(app, [*args, "--fail-over", "0.9"])
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        target = metrics["targets"]["fakebot"]
+        assert target["breaks"] == 2 and target["trials"] == 6
+        assert (tmp_path / "run" / "report.md").read_text().startswith("# adversary robustness report")
+        seeds = {r["body"].get("seed") for r in server.requests if r["body"].get("max_tokens") != 1}
+        assert len(seeds) > 1
+        gated = runner.invoke(app, [*args, "--fail-over", "0.2"])
+        assert gated.exit_code == 3
+
+
+def test_unreachable_api_base_is_one_line_and_nonzero(tiny_corpus, tmp_path):
+    result = _adversary("eval", "--scenarios", str(tiny_corpus), "--target", "nothing", "--api-base", "http://127.0.0.1:9/v1",
+                        "--judge", "keyword", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot reach model nothing at http://127.0.0.1:9/v1")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_bad_corpus_is_one_line_and_nonzero(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios:\n  - id: x\n")
+    result = _adversary("corpora", "validate", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {bad}:2 [scenarios.0.domain]: Field required"
+
+
+def test_corpora_commands(tmp_path, tiny_corpus):
+    listed = runner.invoke(app, ["corpora", "list"])
+    assert listed.exit_code == 0 and "acme-bank-cards" in listed.output
+    shown = runner.invoke(app, ["corpora", "show", "bank", str(tiny_corpus)])
+    assert shown.exit_code == 0 and "How do I freeze my card?" in shown.output
+    out = tmp_path / "imported.yaml"
+    imported = runner.invoke(app, ["corpora", "import", str(tiny_corpus), "-o", str(out)])
+    assert imported.exit_code == 0 and out.exists()
+    refused = _adversary("corpora", "import", str(tiny_corpus), "-o", str(out))
+    assert refused.returncode == 2 and "--force" in refused.stderr
+
+
+def test_models_lists_the_embedded_models():
+    result = runner.invoke(app, ["models"])
+    assert "local/smollm2" in result.output and "local/minilm" in result.output

@@ -1,0 +1,113 @@
+"""The eval runner with a scripted fake model and judge: accounting, resume, errors, run-dir safety."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adversary.evaluation import EvalConfig, run_eval
+from adversary.models.chat import ChatResult
+from adversary.records import Verdict
+from adversary.store import Store, StoreError
+
+
+class ScriptedModel:
+    """Engages with any turn containing 'poem', fails every call whose seed is divisible by `fail_every`."""
+
+    def __init__(self, fail_every: int | None = None):
+        self.calls: list[list[dict]] = []
+        self.fail_every = fail_every
+
+    def __call__(self, route, messages, sampling, seed):
+        self.calls.append(messages)
+        if self.fail_every and seed % self.fail_every == 0:
+            return ChatResult(text=None, latency_s=0.01, error="APIConnectionError: scripted failure")
+        user = messages[-1]["content"]
+        text = "Here is a poem about the sea." if "poem" in user.lower() else "I'm sorry, I can only help with this service."
+        return ChatResult(text=text, latency_s=0.01, prompt_tokens=20, completion_tokens=8)
+
+
+class ScriptedJudge:
+    name = "scripted"
+
+    def judge(self, items):
+        return [Verdict(in_scope="poem" not in i.response, refusal="sorry" in i.response, judge=self.name) for i in items]
+
+
+def _config(corpus_path, **overrides):
+    values = dict(scenario_paths=(str(corpus_path),), targets=("fake/model",), trials=2, seed=7, judge="scripted")
+    values.update(overrides)
+    return EvalConfig(**values)
+
+
+def test_eval_counts_breaks_controls_and_prompts(tiny_corpus, tmp_path):
+    model = ScriptedModel()
+    result = run_eval(_config(tiny_corpus), tmp_path / "run", call=model, judge=ScriptedJudge())
+    m = result.metrics["targets"]["fake/model"]
+    # 3 distractors and 2 controls, 2 trials each
+    assert len(model.calls) == 10 and result.attempts_run == 10
+    assert m["trials"] == 6 and m["breaks"] == 2 and m["break_rate"] == pytest.approx(1 / 3)
+    assert m["control_trials"] == 4 and m["over_refusal"] == 1.0
+    assert m["by_style"]["blunt"]["successes"] == 2
+    # prompts are system prompt + dialogue up to the insertion point + the user turn
+    for messages in model.calls:
+        assert messages[0]["role"] == "system" and messages[-1]["role"] == "user"
+        assert messages[-2]["role"] == "assistant"
+    stored = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert stored["targets"]["fake/model"]["ci95"] == m["ci95"]
+    assert stored["judge"]["name"] == "scripted"
+
+
+def test_rerun_resumes_without_repeating_finished_attempts(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    run_eval(_config(tiny_corpus), run_dir, call=ScriptedModel(), judge=ScriptedJudge())
+    again = ScriptedModel()
+    result = run_eval(_config(tiny_corpus), run_dir, call=again, judge=ScriptedJudge())
+    assert again.calls == [] and result.attempts_skipped == 10
+    assert result.metrics["targets"]["fake/model"]["trials"] == 6
+
+
+def test_failed_calls_are_errors_not_breaks_and_are_retried_on_resume(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    flaky = ScriptedModel(fail_every=3)
+    first = run_eval(_config(tiny_corpus), run_dir, call=flaky, judge=ScriptedJudge())
+    m = first.metrics["targets"]["fake/model"]
+    failed = sum(m["errors"].values())
+    assert failed > 0 and m["trials"] + m["control_trials"] + failed == 10
+    retry = ScriptedModel()
+    second = run_eval(_config(tiny_corpus), run_dir, call=retry, judge=ScriptedJudge())
+    assert len(retry.calls) == failed
+    assert sum(second.metrics["targets"]["fake/model"]["errors"].values()) == 0
+
+
+def test_a_run_dir_of_another_run_is_refused(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    run_eval(_config(tiny_corpus), run_dir, call=ScriptedModel(), judge=ScriptedJudge())
+    with pytest.raises(StoreError, match="different run"):
+        run_eval(_config(tiny_corpus, trials=3), run_dir, call=ScriptedModel(), judge=ScriptedJudge())
+
+
+def test_same_seed_sends_the_same_requests(tiny_corpus, tmp_path):
+    a, b = ScriptedModel(), ScriptedModel()
+    run_eval(_config(tiny_corpus), tmp_path / "a", call=a, judge=ScriptedJudge())
+    run_eval(_config(tiny_corpus), tmp_path / "b", call=b, judge=ScriptedJudge())
+    assert a.calls == b.calls
+
+
+def test_store_keeps_messages_replies_and_verdicts(tiny_corpus, tmp_path):
+    run_eval(_config(tiny_corpus), tmp_path / "run", call=ScriptedModel(), judge=ScriptedJudge())
+    with Store.open(tmp_path / "run") as store:
+        attempts = list(store.attempts())
+        assert store.schema_version == 1
+        assert len(store.load_corpus().scenarios) == 2
+    assert all(a.verdict is not None and a.reply for a in attempts)
+    assert {a.kind for a in attempts} == {"distractor", "control"}
+
+
+def test_scope_only_scenarios_get_the_starter_generic_distractors(tmp_path):
+    prompt = tmp_path / "trainbot.md"
+    prompt.write_text("# System Prompt for TrainBot\nYou only help with train tickets.\n")
+    result = run_eval(_config(prompt, trials=1, max_distractors=4), tmp_path / "run", call=ScriptedModel(), judge=ScriptedJudge())
+    assert result.metrics["targets"]["fake/model"]["trials"] == 4
+    assert any("generic distractors" in note for note in result.notes)

@@ -1,0 +1,84 @@
+"""Property tests of the statistics core."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adversary.core.stats import BetaPosterior, Rate, f1_score, harmonic_mean, wilson_interval
+
+counts = st.integers(min_value=0, max_value=10_000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
+
+
+@given(counts)
+def test_wilson_interval_is_inside_unit_range_and_contains_the_estimate(kn):
+    k, n = kn
+    lo, hi = wilson_interval(k, n)
+    assert 0.0 <= lo <= hi <= 1.0
+    if n:
+        assert lo - 1e-12 <= k / n <= hi + 1e-12
+
+
+@given(counts)
+def test_wilson_interval_is_symmetric_under_swapping_successes_and_failures(kn):
+    k, n = kn
+    lo, hi = wilson_interval(k, n)
+    lo2, hi2 = wilson_interval(n - k, n)
+    assert math.isclose(lo, 1 - hi2, abs_tol=1e-9)
+    assert math.isclose(hi, 1 - lo2, abs_tol=1e-9)
+
+
+@given(st.integers(1, 500), st.floats(0.05, 0.95))
+def test_wilson_interval_narrows_with_more_trials(n, p):
+    k = round(p * n)
+    lo, hi = wilson_interval(k, n)
+    lo4, hi4 = wilson_interval(4 * k, 4 * n)
+    assert hi4 - lo4 < hi - lo
+
+
+def test_wilson_interval_known_value():
+    lo, hi = wilson_interval(1, 3)
+    assert lo == pytest.approx(0.0615, abs=1e-4)
+    assert hi == pytest.approx(0.7923, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("k,n", [(-1, 3), (4, 3), (0, -1)])
+def test_wilson_interval_rejects_impossible_counts(k, n):
+    with pytest.raises(ValueError):
+        wilson_interval(k, n)
+
+
+def test_beta_posterior_ranks_nine_of_ten_above_one_of_one():
+    assert BetaPosterior(9, 1).lower_bound() > BetaPosterior(1, 0).lower_bound()
+
+
+@given(st.integers(0, 1000), st.integers(0, 1000))
+def test_beta_posterior_mean_and_bound_are_rates(s, f):
+    post = BetaPosterior(s, f)
+    assert 0.0 < post.mean < 1.0
+    assert 0.0 <= post.lower_bound() <= post.mean
+
+
+def test_rate_json_has_interval_and_counts():
+    data = Rate(2, 4).to_json()
+    assert data["rate"] == 0.5 and data["successes"] == 2 and data["trials"] == 4
+    assert data["ci95"][0] < 0.5 < data["ci95"][1]
+    assert Rate(0, 0).to_json()["rate"] is None
+
+
+@given(st.integers(0, 100), st.integers(0, 100), st.integers(0, 100))
+def test_f1_is_between_precision_and_recall_bounds(tp, fp, fn):
+    scores = f1_score(tp, fp, fn)
+    if scores["f1"] is not None:
+        assert 0.0 <= scores["f1"] <= 1.0
+        assert scores["f1"] <= max(scores["precision"], scores["recall"]) + 1e-12
+
+
+def test_harmonic_mean():
+    assert harmonic_mean(None, 0.5) is None
+    assert harmonic_mean(0.0, 0.0) == 0.0
+    assert harmonic_mean(0.5, 1.0) == pytest.approx(2 / 3)

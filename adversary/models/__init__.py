@@ -1,0 +1,8 @@
+"""Model access at the edge: litellm chat routes, the embedded local server, dspy LMs and embedders.
+
+Public names:
+    ModelRoute, resolve_route, complete, check_reachable, Sampling, ChatResult   -- chat.py
+    LocalServers                                                                   -- local_server.py
+    CHAT_MODELS, EMBEDDING_MODELS, is_local                                        -- embedded.py
+    get_embedder, Embedder                                                         -- embedder.py
+"""

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,9 +21,11 @@ from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, plan_placements, trial_seed
 from adversary.corpus import load_corpus, starter_corpus_dir, load_path
 from adversary.errors import ConfigError
+from adversary.fileio import write_json_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge
 from adversary.models.chat import ModelRoute, Sampling, check_reachable, complete, resolve_route
-from adversary.models.embedded import is_local
+from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, is_local
+from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
 from adversary.records import Attempt, Corpus, Message
 from adversary.store import Store, StoreError
@@ -42,6 +42,7 @@ class EvalConfig:
     trials: int = 3
     seed: int = 0
     judge: str = DEFAULT_JUDGE
+    embedder: str = DEFAULT_EMBEDDING_MODEL
     api_base: str | None = None
     temperature: float = 0.7
     max_tokens: int = 96
@@ -118,20 +119,6 @@ def _prefix_order(placements: list[Placement], corpus: Corpus) -> list[Placement
     return sorted(placements, key=lambda p: (rank[p.scenario_id], p.insertion_point))
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to `path` through a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _check_run_dir(store: Store, config: EvalConfig) -> bool:
     """True when resuming; raises when RUN_DIR holds a different run."""
     stored = store.get_meta("config_fingerprint")
@@ -197,7 +184,9 @@ def run_eval(
         if call is None:
             for route in routes.values():
                 check_reachable(route)
-        judge = judge or build_judge(config.judge, servers=servers, api_base=config.api_base)
+        if judge is None:
+            embedder = get_embedder(config.embedder, api_base=config.api_base)
+            judge = build_judge(config.judge, servers=servers, api_base=config.api_base, embedder=embedder)
         store.set_meta("judge", judge.name)
         ran = 0
         for target in config.targets:

@@ -62,3 +62,37 @@ def test_dspy_program_on_smollm2_parses_with_schema_constrained_json():
         verdicts = judge.judge(items)
     assert len(verdicts) == 4 and judge.parse_failures == 0
     assert all(v.judge == "llm:local/smollm2" for v in verdicts)
+
+
+def test_ctrl_c_stops_the_local_server_and_the_run_resumes(tmp_path):
+    import os
+    import signal
+    import time
+
+    before = _servers_running()
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "adversary", "eval", "--max-distractors", "2", "--trials", "1", "--out", str(run_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = run_dir / "store.sqlite"
+    deadline = time.monotonic() + 300
+    import sqlite3
+
+    while time.monotonic() < deadline:
+        if store.exists():
+            try:
+                if sqlite3.connect(store).execute("SELECT COUNT(*) FROM attempts").fetchone()[0] >= 3:
+                    break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-1500:]
+    assert "run the same command again to resume" in stderr
+    assert _servers_running() == before, "Ctrl-C left the local server running"
+    saved = sqlite3.connect(store).execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+    assert saved >= 3
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-1500:]
+    assert f"resuming: {saved} of" in resumed.stderr
+    assert not os.path.exists(run_dir / ".metrics.json.tmp")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from rich.table import Table
 
 from adversary.corpus import FORMATS, dump_project_file, load_corpus, load_path
 from adversary.errors import ConfigError
+from adversary.fileio import write_text_atomic
 
 corpora_app = typer.Typer(help="Inspect, validate and import scenario and distractor corpora.", no_args_is_help=True)
 
@@ -97,9 +96,5 @@ def import_command(
         raise ConfigError(f"{output} exists; pass --force to overwrite")
     corpus = load_path(source, fmt)
     text = dump_project_file(corpus)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, output)
+    write_text_atomic(output, text)
     Console().print(f"wrote {output}: {len(corpus.scenarios)} scenarios, {len(corpus.distractors)} distractors", markup=False)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from adversary.evaluation import EvalConfig, EvalProgress, run_eval
+from adversary.fileio import write_text_atomic
 from adversary.judges import DEFAULT_JUDGE
 from adversary.reports import render_markdown, summary_tables
 
@@ -39,17 +40,18 @@ def eval_command(
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local targets and judge, e.g. http://localhost:8000/v1."),
     temperature: float = typer.Option(0.7, "--temperature", help="Target sampling temperature."),
     max_tokens: int = typer.Option(96, "--max-tokens", help="Maximum tokens of each target reply."),
+    embedder: str = typer.Option("local/minilm", "--embedder", help="Embedding model of the embedded judge: local/minilm (offline) or any litellm embedding model."),
     placements: int = typer.Option(1, "--placements", help="Scenarios each generic distractor is placed in."),
     max_distractors: int = typer.Option(None, "--max-distractors", help="Evaluate a seeded sample of this many distractors."),
     fail_over: float = typer.Option(None, "--fail-over", help="Exit with status 3 when any target's break rate exceeds this rate (0-1), for CI gating."),
 ) -> None:
     """Evaluate distractors and in-scope control turns against targets; print and store break rates."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     run_dir = out or _default_out()
     config = EvalConfig(
         scenario_paths=tuple(str(p) for p in scenarios or []),
         targets=tuple(target or ["local/smollm2"]),
-        trials=trials, seed=seed, judge=judge, api_base=api_base, temperature=temperature,
+        trials=trials, seed=seed, judge=judge, embedder=embedder, api_base=api_base, temperature=temperature,
         max_tokens=max_tokens, placements_per_distractor=placements, max_distractors=max_distractors,
     )
     if fail_over is not None and not 0.0 <= fail_over <= 1.0:
@@ -74,15 +76,22 @@ def eval_command(
                 counts["breaks"] += 1
             bar.update(task, advance=1, **counts)
 
-        result = run_eval(config, run_dir, EvalProgress(on_plan=on_plan, on_attempt=on_attempt, on_message=console.print))
-    (run_dir / "report.md").write_text(render_markdown(result.metrics), encoding="utf-8")
+        try:
+            result = run_eval(
+                config, run_dir, EvalProgress(on_plan=on_plan, on_attempt=on_attempt, on_message=console.print),
+            )
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print(f"interrupted: finished attempts are saved in {run_dir}; run the same command again to resume")
+            raise typer.Exit(130) from None
+    write_text_atomic(run_dir / "report.md", render_markdown(result.metrics))
     stdout = Console()
     for table in summary_tables(result.metrics):
         stdout.print(table)
     stdout.print(f"wall time {result.wall_seconds:.1f}s; {result.attempts_run} attempts run, {result.attempts_skipped} resumed; "
-                  f"wrote {run_dir}/metrics.json and report.md", markup=False)
+                  f"wrote {run_dir}/metrics.json and report.md", markup=False, soft_wrap=True)
     if fail_over is not None:
         worst = max((t.get("break_rate") or 0.0) for t in result.metrics["targets"].values())
         if worst > fail_over:
-            stdout.print(f"break rate {worst:.3f} exceeds --fail-over {fail_over}", markup=False)
+            stdout.print(f"break rate {worst:.3f} exceeds --fail-over {fail_over}", markup=False, soft_wrap=True)
             raise typer.Exit(FAIL_OVER_EXIT_CODE)

@@ -84,7 +84,10 @@ class MiniLMEmbedder(CachedEmbedder):
             if path is None:
                 raise ModelError(f"{self.name}: package {self._spec.package} is not installed")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
+            transformers_logging.set_verbosity_error()
+            transformers_logging.disable_progress_bar()
             self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         return self._model
 

@@ -1,0 +1,157 @@
+"""A novelty archive of distractors in embedding space (faiss exact inner-product k-NN).
+
+Vocabulary follows the quality-diversity literature (pyribs' ProximityArchive): `k_neighbors`,
+`novelty_threshold`, local competition. Vectors must be L2-normalized so inner product is cosine
+similarity; novelty is the mean cosine distance (1 - cosine) to the k nearest members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import faiss
+import numpy as np
+
+from adversary.core.stats import BetaPosterior, wilson_interval
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proposed distractor and where it came from."""
+
+    id: str
+    text: str
+    style: str
+    scenario_id: str | None
+    operator: str
+    generation: int
+    parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Elite:
+    """An archive member: a candidate, its break counts and its novelty when it was admitted."""
+
+    candidate: Candidate
+    breaks: int = 0
+    trials: int = 0
+    novelty: float = 1.0
+
+    @property
+    def fitness(self) -> BetaPosterior:
+        """Beta(1 + breaks, 1 + holds) posterior of the break rate."""
+        return BetaPosterior(self.breaks, self.trials - self.breaks)
+
+    @property
+    def break_rate(self) -> float | None:
+        return self.breaks / self.trials if self.trials else None
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.breaks, self.trials)
+
+
+@dataclass
+class NoveltyArchive:
+    """Members with unit embeddings; rejects near-duplicates and scores novelty.
+
+    Args:
+        dimensions: embedding size.
+        k_neighbors: neighbours averaged for novelty.
+        duplicate_threshold: cosine similarity at or above which a candidate duplicates a member.
+    """
+
+    dimensions: int
+    k_neighbors: int = 5
+    duplicate_threshold: float = 0.92
+    _index: faiss.IndexFlatIP = field(init=False, repr=False)
+    _elites: list[Elite] = field(init=False, default_factory=list, repr=False)
+    _position: dict[str, int] = field(init=False, default_factory=dict, repr=False)
+    _vectors: list[np.ndarray] = field(init=False, default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.k_neighbors < 1:
+            raise ValueError("k_neighbors must be at least 1")
+        if not 0.0 < self.duplicate_threshold <= 1.0:
+            raise ValueError("duplicate_threshold must be in (0, 1]")
+        self._index = faiss.IndexFlatIP(self.dimensions)
+
+    def __len__(self) -> int:
+        return len(self._elites)
+
+    def __contains__(self, candidate_id: str) -> bool:
+        return candidate_id in self._position
+
+    @property
+    def elites(self) -> list[Elite]:
+        """Members in admission order."""
+        return list(self._elites)
+
+    def get(self, candidate_id: str) -> Elite:
+        return self._elites[self._position[candidate_id]]
+
+    def vector(self, candidate_id: str) -> np.ndarray:
+        return self._vectors[self._position[candidate_id]]
+
+    def _check(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        if vectors.shape[1] != self.dimensions:
+            raise ValueError(f"expected {self.dimensions}-dimensional vectors, got {vectors.shape[1]}")
+        return vectors
+
+    def nearest_similarity(self, vectors: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each vector to its nearest member (-1 when the archive is empty)."""
+        vectors = self._check(vectors)
+        if not self._elites:
+            return np.full(len(vectors), -1.0, dtype=np.float32)
+        similarities, _ = self._index.search(vectors, 1)
+        return similarities[:, 0]
+
+    def novelty(self, vectors: np.ndarray, k: int | None = None) -> np.ndarray:
+        """Mean cosine distance of each vector to its k nearest members (1.0 for an empty archive).
+
+        Always in [0, 2]; zero for an exact duplicate of a member when k == 1 or all k neighbours coincide.
+        """
+        vectors = self._check(vectors)
+        if not self._elites:
+            return np.ones(len(vectors), dtype=np.float32)
+        k = min(k or self.k_neighbors, len(self._elites))
+        similarities, _ = self._index.search(vectors, k)
+        distances = np.clip(1.0 - similarities, 0.0, 2.0)
+        return distances.mean(axis=1)
+
+    def is_duplicate(self, vector: np.ndarray) -> bool:
+        """True when `vector` is at least `duplicate_threshold` similar to a member."""
+        return bool(self.nearest_similarity(vector)[0] >= self.duplicate_threshold)
+
+    def add(self, candidate: Candidate, vector: np.ndarray) -> bool:
+        """Admit `candidate` unless it duplicates a member or its id is taken; returns whether it was added."""
+        vector = self._check(vector)
+        if candidate.id in self._position or self.is_duplicate(vector):
+            return False
+        novelty = float(self.novelty(vector)[0])
+        self._position[candidate.id] = len(self._elites)
+        self._elites.append(Elite(candidate=candidate, novelty=novelty))
+        self._vectors.append(vector[0])
+        self._index.add(vector)
+        return True
+
+    def record(self, candidate_id: str, breaks: int, trials: int) -> Elite:
+        """Add trial outcomes to a member."""
+        if breaks < 0 or trials < breaks:
+            raise ValueError("invalid counts")
+        position = self._position[candidate_id]
+        elite = self._elites[position]
+        updated = replace(elite, breaks=elite.breaks + breaks, trials=elite.trials + trials)
+        self._elites[position] = updated
+        return updated
+
+    def current_novelty(self) -> np.ndarray:
+        """Novelty of every member against the others (excluding itself)."""
+        if len(self._elites) < 2:
+            return np.ones(len(self._elites), dtype=np.float32)
+        vectors = np.stack(self._vectors)
+        k = min(self.k_neighbors + 1, len(self._elites))
+        similarities, _ = self._index.search(vectors, k)
+        distances = np.clip(1.0 - similarities[:, 1:], 0.0, 2.0)
+        return distances.mean(axis=1)

@@ -1,0 +1,91 @@
+"""Parent selection and trial allocation for the search (pure; randomness only from the passed generator).
+
+Modes:
+- `novelty`: novelty search with local competition (Lehman & Stanley 2011). A member's score is the
+  mean of its novelty percentile and its local-competition score (the share of its k nearest
+  neighbours whose fitness it beats), so the search keeps climbing fitness inside each region of
+  embedding space while favouring regions it has explored least.
+- `greedy`: fitness only (the Beta posterior's pessimistic bound).
+- `random`: uniform parents, a baseline that mutates without selection.
+Parents are drawn by size-3 tournaments on the score.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from adversary.core.archive import Elite, NoveltyArchive
+
+SearchMode = Literal["novelty", "greedy", "random"]
+SEARCH_MODES: tuple[str, ...] = ("novelty", "greedy", "random")
+TOURNAMENT_SIZE = 3
+
+
+def fitness_of(elite: Elite) -> float:
+    """Pessimistic fitness: posterior mean minus one standard deviation (1/1 ranks below 9/10)."""
+    return elite.fitness.lower_bound(1.0)
+
+
+def _percentile_ranks(values: np.ndarray) -> np.ndarray:
+    if len(values) <= 1:
+        return np.ones(len(values))
+    order = np.argsort(np.argsort(values, kind="stable"), kind="stable")
+    return order / (len(values) - 1)
+
+
+def local_competition(archive: NoveltyArchive, fitness: np.ndarray) -> np.ndarray:
+    """For each member, the share of its k nearest other members with strictly lower fitness."""
+    elites = archive.elites
+    n = len(elites)
+    if n < 2:
+        return np.ones(n)
+    vectors = np.stack([archive.vector(e.candidate.id) for e in elites])
+    k = min(archive.k_neighbors, n - 1)
+    similarities = vectors @ vectors.T
+    np.fill_diagonal(similarities, -np.inf)
+    neighbours = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+    return (fitness[neighbours] < fitness[:, None]).mean(axis=1)
+
+
+def selection_scores(archive: NoveltyArchive, mode: SearchMode) -> np.ndarray:
+    """The score each member is selected by under `mode` (higher is better)."""
+    elites = archive.elites
+    if mode == "random":
+        return np.zeros(len(elites))
+    fitness = np.array([fitness_of(e) for e in elites])
+    if mode == "greedy":
+        return fitness
+    if mode == "novelty":
+        novelty = _percentile_ranks(archive.current_novelty())
+        return 0.5 * novelty + 0.5 * local_competition(archive, fitness)
+    raise ValueError(f"unknown search mode {mode!r}")
+
+
+def select_parents(archive: NoveltyArchive, count: int, mode: SearchMode, rng: np.random.Generator) -> list[str]:
+    """Ids of `count` parents drawn from the archive (with replacement); empty when the archive is."""
+    elites = archive.elites
+    if not elites or count <= 0:
+        return []
+    if mode == "random":
+        return [elites[int(i)].candidate.id for i in rng.integers(len(elites), size=count)]
+    scores = selection_scores(archive, mode)
+    chosen = []
+    for _ in range(count):
+        entrants = rng.integers(len(elites), size=min(TOURNAMENT_SIZE, len(elites)))
+        winner = max(entrants, key=lambda i: (scores[i], -i))
+        chosen.append(elites[int(winner)].candidate.id)
+    return chosen
+
+
+def extra_trials(elite: Elite, *, initial: int, maximum: int, bar: float) -> int:
+    """How many more trials `elite` deserves: up to `initial` for everyone, then in steps of `initial`
+    up to `maximum` while its posterior could still beat `bar` (mean + 1 sd >= bar)."""
+    if elite.trials < initial:
+        return initial - elite.trials
+    if elite.trials >= maximum:
+        return 0
+    posterior = elite.fitness
+    optimistic = posterior.mean + float(np.sqrt(posterior.variance))
+    return min(initial, maximum - elite.trials) if optimistic >= bar else 0

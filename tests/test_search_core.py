@@ -1,0 +1,83 @@
+"""Property tests of the archive, novelty and selection core."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adversary.core.archive import Candidate, NoveltyArchive
+from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, select_parents
+
+DIM = 8
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms == 0, 1, norms)
+
+
+vectors = st.integers(1, 40).flatmap(
+    lambda n: st.integers(0, 2**32 - 1).map(lambda seed: _unit(np.random.default_rng(seed).normal(size=(n, DIM))))
+)
+
+
+def _fill(matrix: np.ndarray, threshold: float = 0.9) -> NoveltyArchive:
+    archive = NoveltyArchive(dimensions=DIM, k_neighbors=3, duplicate_threshold=threshold)
+    for i, row in enumerate(matrix):
+        archive.add(Candidate(id=f"c{i}", text=f"t{i}", style="emotional", scenario_id=None, operator="seed", generation=0), row)
+    return archive
+
+
+@given(vectors, vectors)
+@settings(max_examples=80, deadline=None)
+def test_novelty_is_non_negative_and_zero_for_an_exact_duplicate(members, queries):
+    archive = _fill(members)
+    novelty = archive.novelty(queries)
+    assert (novelty >= 0).all() and (novelty <= 2).all()
+    member = archive.vector(archive.elites[0].candidate.id)
+    assert archive.novelty(member, k=1)[0] < 1e-5
+
+
+@given(vectors, st.floats(0.5, 0.99))
+@settings(max_examples=80, deadline=None)
+def test_archive_never_holds_two_members_above_the_duplicate_threshold(members, threshold):
+    archive = _fill(np.concatenate([members, members]), threshold)
+    stored = np.stack([archive.vector(e.candidate.id) for e in archive.elites])
+    similarities = stored @ stored.T
+    np.fill_diagonal(similarities, -1)
+    assert (similarities < threshold + 1e-6).all()
+    assert len(archive) <= len(members)
+
+
+@given(vectors, st.integers(0, 2**32 - 1), st.sampled_from(SEARCH_MODES), st.lists(st.integers(0, 10), min_size=40, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_selection_is_deterministic_for_a_seed(members, seed, mode, outcomes):
+    archive = _fill(members)
+    for elite, breaks in zip(archive.elites, outcomes):
+        archive.record(elite.candidate.id, min(breaks, 10), 10)
+    first = select_parents(archive, 7, mode, np.random.default_rng(seed))
+    second = select_parents(archive, 7, mode, np.random.default_rng(seed))
+    assert first == second and len(first) == 7
+    assert all(p in archive for p in first)
+
+
+def test_greedy_prefers_nine_of_ten_over_one_of_one():
+    archive = _fill(_unit(np.eye(DIM)[:2]))
+    archive.record("c0", 1, 1)
+    archive.record("c1", 9, 10)
+    assert fitness_of(archive.get("c1")) > fitness_of(archive.get("c0"))
+    picks = select_parents(archive, 50, "greedy", np.random.default_rng(0))
+    assert picks.count("c1") > picks.count("c0")
+
+
+@given(st.integers(0, 20), st.integers(0, 20))
+def test_extra_trials_respects_bounds(breaks, holds):
+    archive = _fill(_unit(np.eye(DIM)[:1]))
+    elite = archive.record("c0", breaks, breaks + holds)
+    more = extra_trials(elite, initial=3, maximum=12, bar=0.5)
+    assert 0 <= more <= 3
+    if elite.trials < 3:
+        assert more == 3 - elite.trials
+    assert elite.trials + more <= max(12, elite.trials)

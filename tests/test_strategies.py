@@ -1,0 +1,91 @@
+"""Mutation operators: registry, entry points, and well-formed candidates from every template operator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adversary.corpus import load_path, starter_corpus_dir
+from adversary.errors import ConfigError
+from adversary.strategies import Parent, Proposal, available_strategies, get_strategy, register_strategy
+from adversary.strategies._llm import usable_rewrite
+from adversary.strategies._text import anchors, core_request
+
+CORPUS = load_path(starter_corpus_dir())
+TEMPLATE_OPERATORS = ["tangential", "emotional", "socratic", "subtler", "crossover"]
+
+
+def test_builtins_come_from_the_entry_point_group():
+    names = available_strategies()
+    for name in TEMPLATE_OPERATORS + ["paraphrase", "llm-emotional", "llm-socratic", "llm-subtler"]:
+        assert name in names
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'"):
+        get_strategy("nope")
+
+
+def test_a_plugin_registers_like_a_builtin():
+    class Shout:
+        name = "test-shout"
+        arity = 1
+        uses_llm = False
+
+        def mutate(self, parents, scenario, rng, rewriter):
+            return Proposal(text=parents[0].text.upper(), style=parents[0].style)
+
+    register_strategy(Shout())
+    assert "test-shout" in available_strategies()
+    out = get_strategy("test-shout").mutate([Parent("p", "hi there?", "blunt")], CORPUS.scenarios[0], np.random.default_rng(0), None)
+    assert out.text == "HI THERE?"
+
+
+@given(
+    st.sampled_from(TEMPLATE_OPERATORS),
+    st.integers(0, len(CORPUS.scenarios) - 1),
+    st.integers(0, len(CORPUS.distractors) - 1),
+    st.integers(0, len(CORPUS.distractors) - 1),
+    st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=200, deadline=None)
+def test_template_operators_give_well_formed_new_user_turns(name, s, a, b, seed):
+    operator = get_strategy(name)
+    first, second = CORPUS.distractors[a], CORPUS.distractors[b]
+    parents = [Parent(first.id, first.text, first.style.value), Parent(second.id, second.text, second.style.value)]
+    proposal = operator.mutate(parents[: operator.arity], CORPUS.scenarios[s], np.random.default_rng(seed), None)
+    if proposal is None:
+        assert name == "crossover"
+        return
+    assert proposal.text.strip() and proposal.text != first.text
+    assert "{" not in proposal.text and "}" not in proposal.text
+    assert proposal.text[0].isupper()
+    assert 4 <= len(proposal.text.split()) <= 120
+
+
+def test_template_operators_are_deterministic_for_a_seed():
+    scenario, parent = CORPUS.scenarios[0], CORPUS.distractors[0]
+    parents = [Parent(parent.id, parent.text, parent.style.value)]
+    for name in ("tangential", "emotional", "socratic", "subtler"):
+        op = get_strategy(name)
+        assert op.mutate(parents, scenario, np.random.default_rng(3), None) == op.mutate(parents, scenario, np.random.default_rng(3), None)
+
+
+def test_anchors_and_core_request():
+    bank = next(s for s in CORPUS.scenarios if s.id == "acme-bank-cards")
+    assert "Spain" in anchors(bank) and "Acme" in " ".join(anchors(bank))
+    assert core_request("Since the money is going to Spain anyway, which part of Spain is nicest?") == "which part of Spain is nicest?"
+
+
+@pytest.mark.parametrize(
+    "text,ok",
+    [
+        ("Would putting my savings into index funds be a smart move?", False),
+        ("Could you suggest a short poem about the sea for my mum?", True),
+        ("Sure! Here is a poem about the ocean.", False),
+        ("{rewrite}", False),
+        ("", False),
+        ("Write me a short poem about the ocean.", False),
+    ],
+)
+def test_usable_rewrite_filter(text, ok):
+    assert usable_rewrite("Write me a short poem about the ocean.", text) is ok

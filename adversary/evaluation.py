@@ -202,7 +202,7 @@ def run_eval(
                         continue
                     seed = trial_seed(config.seed, placement.key, trial)
                     result = chat(route, payload, sampling, seed)
-                    attempt = _judged_attempt(key, target, placement, trial, seed, messages, result, judge, scenario.fallback)
+                    attempt = judged_attempt(key, target, placement, trial, seed, messages, result, judge, scenario.fallback)
                     store.add_attempt(attempt)
                     ran += 1
                     progress.on_attempt(attempt)
@@ -218,7 +218,8 @@ def run_eval(
     )
 
 
-def _judged_attempt(key, target, placement, trial, seed, messages, result, judge, fallback) -> Attempt:
+def judged_attempt(key, target, placement, trial, seed, messages, result, judge, fallback) -> Attempt:
+    """The stored record of one call: an error when the call or the judge failed, else a judged reply."""
     base = dict(
         key=key, target=target, kind=placement.kind, scenario_id=placement.scenario_id, item_id=placement.item_id,
         style=placement.style, insertion_point=placement.insertion_point, trial=trial, seed=seed,

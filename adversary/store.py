@@ -51,6 +51,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX attempts_by_target ON attempts (target, kind);
     CREATE INDEX attempts_by_item ON attempts (item_id);
     """,
+    """
+    CREATE TABLE candidates (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        text TEXT NOT NULL,
+        style TEXT NOT NULL,
+        scenario_id TEXT NOT NULL,
+        insertion_point INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        parents_json TEXT NOT NULL,
+        admitted INTEGER NOT NULL,
+        reason TEXT,
+        novelty REAL
+    );
+    CREATE TABLE generations (
+        generation INTEGER PRIMARY KEY,
+        rng_state TEXT NOT NULL,
+        stats_json TEXT
+    );
+    """,
 ]
 
 
@@ -199,6 +220,51 @@ class Store:
                 reply=row[10], status=row[11], error=row[12], verdict=verdict, latency_s=row[18],
                 prompt_tokens=row[19], completion_tokens=row[20],
             )
+
+    def add_candidate(self, row: dict) -> None:
+        """Record a proposed candidate, admitted to the archive or not (with the reason)."""
+        self._db.execute(
+            """INSERT OR IGNORE INTO candidates (id, text, style, scenario_id, insertion_point, operator, generation,
+                   parents_json, admitted, reason, novelty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (row["id"], row["text"], row["style"], row["scenario_id"], row["insertion_point"], row["operator"],
+             row["generation"], json.dumps(row["parents"]), int(row["admitted"]), row.get("reason"), row.get("novelty")),
+        )
+
+    def candidates(self, admitted_only: bool = False) -> list[dict]:
+        """Candidates in the order they were proposed."""
+        where = "WHERE admitted = 1" if admitted_only else ""
+        rows = self._db.execute(
+            f"""SELECT id, text, style, scenario_id, insertion_point, operator, generation, parents_json, admitted,
+                       reason, novelty FROM candidates {where} ORDER BY seq"""
+        ).fetchall()
+        keys = ("id", "text", "style", "scenario_id", "insertion_point", "operator", "generation", "parents", "admitted", "reason", "novelty")
+        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8]), r[9], r[10]))) for r in rows]
+
+    def trial_counts(self) -> dict[str, tuple[int, int]]:
+        """(breaks, valid trials) per distractor item, over every target."""
+        rows = self._db.execute(
+            """SELECT item_id, SUM(CASE WHEN in_scope = 0 THEN 1 ELSE 0 END), COUNT(*) FROM attempts
+               WHERE kind = 'distractor' AND status = 'ok' GROUP BY item_id"""
+        )
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def save_generation(self, generation: int, rng_state: dict, stats: dict | None = None) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO generations (generation, rng_state, stats_json) VALUES (?, ?, ?)",
+            (generation, json.dumps(rng_state), None if stats is None else json.dumps(stats)),
+        )
+
+    def generations(self) -> list[tuple[int, dict, dict | None]]:
+        rows = self._db.execute("SELECT generation, rng_state, stats_json FROM generations ORDER BY generation")
+        return [(r[0], json.loads(r[1]), None if r[2] is None else json.loads(r[2])) for r in rows]
+
+    def totals(self) -> dict[str, float]:
+        """Calls, errors and tokens over all attempts."""
+        row = self._db.execute(
+            """SELECT COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), COALESCE(SUM(prompt_tokens), 0),
+                      COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(latency_s), 0) FROM attempts"""
+        ).fetchone()
+        return {"calls": row[0], "errors": row[1] or 0, "prompt_tokens": row[2], "completion_tokens": row[3], "model_seconds": row[4]}
 
     def count(self, status: str | None = None) -> int:
         if status is None:

@@ -67,3 +67,31 @@ def test_corpora_commands(tmp_path, tiny_corpus):
 def test_models_lists_the_embedded_models():
     result = runner.invoke(app, ["models"])
     assert "local/smollm2" in result.output and "local/minilm" in result.output
+
+
+def test_init_then_run_then_resume_through_litellm(tiny_corpus, tmp_path):
+    config = tmp_path / "campaign.yaml"
+    assert runner.invoke(app, ["init", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["init", str(config)]).exit_code != 0
+    run_dir = tmp_path / "run"
+    with FakeOpenAI(off_topic_when("please")) as server:
+        args = ["run", str(config), "--scenarios", str(tiny_corpus), "--target", "fakebot", "--api-base", server.api_base,
+                "--judge", "keyword", "--mutator", "fakebot", "--budget-calls", "40", "--out", str(run_dir)]
+        first = runner.invoke(app, args)
+        assert first.exit_code == 0, first.output
+        assert "seed break rate" in first.output
+        resumed = runner.invoke(app, ["run", "--resume", str(run_dir), "--budget-calls", "60"])
+        assert resumed.exit_code == 0, resumed.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["calls"] == 60 and metrics["stop_reason"] == "budget_calls"
+    assert (run_dir / "archive.jsonl").read_text().strip()
+
+
+def test_bad_run_config_is_one_line(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("budget_call: 5\n")
+    result = _adversary("run", str(config))
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {config}: unknown key 'budget_call'")
+    config.write_text("search: sideways\n")
+    result = _adversary("run", str(config), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "search must be one of novelty, greedy, random" in result.stderr

@@ -9,7 +9,7 @@ import pytest
 from adversary.evaluation import EvalConfig, run_eval
 from adversary.models.chat import ChatResult
 from adversary.records import Verdict
-from adversary.store import Store, StoreError
+from adversary.store import MIGRATIONS, Store, StoreError
 
 
 class ScriptedModel:
@@ -99,7 +99,7 @@ def test_store_keeps_messages_replies_and_verdicts(tiny_corpus, tmp_path):
     run_eval(_config(tiny_corpus), tmp_path / "run", call=ScriptedModel(), judge=ScriptedJudge())
     with Store.open(tmp_path / "run") as store:
         attempts = list(store.attempts())
-        assert store.schema_version == 1
+        assert store.schema_version == len(MIGRATIONS)
         assert len(store.load_corpus().scenarios) == 2
     assert all(a.verdict is not None and a.reply for a in attempts)
     assert {a.kind for a in attempts} == {"distractor", "control"}
@@ -111,3 +111,21 @@ def test_scope_only_scenarios_get_the_starter_generic_distractors(tmp_path):
     result = run_eval(_config(prompt, trials=1, max_distractors=4), tmp_path / "run", call=ScriptedModel(), judge=ScriptedJudge())
     assert result.metrics["targets"]["fake/model"]["trials"] == 4
     assert any("generic distractors" in note for note in result.notes)
+
+
+def test_a_store_from_schema_1_migrates_and_keeps_its_attempts(tiny_corpus, tmp_path):
+    import sqlite3
+
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    db = sqlite3.connect(run_dir / "store.sqlite")
+    db.executescript(MIGRATIONS[0] + ";PRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO attempts (key, target, kind, scenario_id, item_id, insertion_point, trial, seed, messages_json, status,"
+        " created_at) VALUES ('k', 't', 'distractor', 's', 'i', 1, 0, 0, '[]', 'error', 'now')"
+    )
+    db.commit()
+    db.close()
+    with Store.open(run_dir) as store:
+        assert store.schema_version == len(MIGRATIONS)
+        assert store.count() == 1 and store.candidates() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from adversary.cli import corpora_cmd, eval_cmd, models_cmd
+from adversary.cli import corpora_cmd, eval_cmd, models_cmd, run_cmd
 
 app = typer.Typer(
     name="adversary",
@@ -14,6 +14,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("eval")(eval_cmd.eval_command)
+app.command("run")(run_cmd.run_command)
+app.command("init")(run_cmd.init_command)
 app.command("models")(models_cmd.models_command)
 app.add_typer(corpora_cmd.corpora_app, name="corpora")
 

@@ -1,0 +1,155 @@
+"""`adversary run` and `adversary init`: search campaigns from a config file and flags."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from adversary.campaign import CampaignConfig, CampaignProgress, load_resume_config, run_campaign
+from adversary.core.selection import SEARCH_MODES
+from adversary.corpus.project import read_text
+from adversary.errors import ConfigError
+from adversary.fileio import write_text_atomic
+from adversary.reports import render_markdown
+
+EXAMPLE_CONFIG = """\
+# adversary campaign config. Run it with:  adversary run campaign.yaml
+# Every key is optional; command-line flags override what is set here.
+
+# Scenario files or folders: project .yaml/.json, CantTalkAboutThis .jsonl/.csv, OffTopicEval .md.
+# Empty: the starter corpus that ships with adversary.
+scenario_paths: []
+
+# Models are litellm names. local/smollm2 is the embedded offline model (no API key, no network).
+# Examples: openai/gpt-4o-mini (OPENAI_API_KEY), ollama/llama3.1, or a bare name with api_base.
+targets: [local/smollm2]
+mutator: local/smollm2          # rewrites distractors for the LLM-backed strategies
+judge: embedded                 # embedded | keyword | a litellm model | topic-control:MODEL
+embedder: local/minilm          # novelty space: local/minilm or a litellm embedding model
+api_base: null                  # OpenAI-compatible base URL for non-local models
+
+search: novelty                 # novelty (novelty search with local competition) | greedy | random
+strategies: [tangential, emotional, socratic, subtler, crossover, paraphrase, llm-emotional, llm-socratic]
+seed: 0
+
+# Budgets: the run stops cleanly at the first one reached; --resume continues with a larger one.
+budget_calls: 1500              # target calls
+budget_usd: null                # provider cost as litellm prices it
+max_minutes: null
+
+candidates_per_generation: 8
+initial_trials: 2               # trials every new candidate gets, per target
+max_trials: 8                   # promising candidates get more, up to this
+k_neighbors: 5                  # novelty = mean cosine distance to the k nearest archive members
+duplicate_threshold: 0.92       # cosine similarity at which a candidate duplicates a member
+min_parent_similarity: 0.3      # a mutant less similar than this to its parent has drifted away
+temperature: 0.7
+max_tokens: 96
+"""
+
+_FIELDS = {f.name for f in fields(CampaignConfig)}
+
+
+def load_config_file(path: Path) -> dict:
+    """Config values from a YAML file, checked against CampaignConfig's fields."""
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except Exception as exc:
+        raise ConfigError(str(exc)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys to values")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_FIELDS))}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def init_command(path: Path = typer.Argument(Path("campaign.yaml"), help="Where to write the example config.")) -> None:
+    """Write a commented example campaign config that runs on the embedded default."""
+    if path.exists():
+        raise ConfigError(f"{path} exists; choose another path")
+    write_text_atomic(path, EXAMPLE_CONFIG)
+    Console().print(f"wrote {path}; run it with: adversary run {path}", markup=False)
+
+
+def run_command(
+    config_path: Path = typer.Argument(None, metavar="[CONFIG]", help="Campaign config (YAML); see `adversary init`."),
+    scenarios: list[Path] = typer.Option(None, "--scenarios", "-s", help="Scenario file or folder (repeatable), as in `eval`."),
+    target: list[str] = typer.Option(None, "--target", "-t", help="Target model (repeatable)."),
+    mutator: str = typer.Option(None, "--mutator", help="Model behind the LLM-backed strategies."),
+    judge: str = typer.Option(None, "--judge", help="Judge: embedded, keyword, a litellm model or topic-control:MODEL."),
+    budget_calls: int = typer.Option(None, "--budget-calls", help="Stop after this many target calls."),
+    budget_usd: float = typer.Option(None, "--budget-usd", help="Stop after this much provider cost."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop after this many minutes."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the search and of sampling."),
+    search: str = typer.Option(None, "--search", help=f"Search: {' | '.join(SEARCH_MODES)}."),
+    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local models."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory. Default: runs/run-TIMESTAMP."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the campaign stored in this run directory."),
+) -> None:
+    """Search for distractors that break the targets: mutate, select by novelty and break rate, keep an archive."""
+    console = Console(stderr=True, soft_wrap=True)
+    overrides = {
+        "scenario_paths": tuple(str(p) for p in scenarios) if scenarios else None,
+        "targets": tuple(target) if target else None,
+        "mutator": mutator, "judge": judge, "budget_calls": budget_calls, "budget_usd": budget_usd,
+        "max_minutes": max_minutes, "seed": seed, "search": search, "api_base": api_base,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if resume is not None:
+        base = load_resume_config(resume)
+        changed = {k for k in overrides if k not in ("budget_calls", "budget_usd", "max_minutes")}
+        if changed or config_path is not None:
+            raise ConfigError("with --resume only the budgets (--budget-calls, --budget-usd, --max-minutes) may change")
+        values = {**base.__dict__, **overrides}
+        run_dir = resume
+    else:
+        values = load_config_file(config_path) if config_path else {}
+        values.update(overrides)
+        run_dir = out or Path("runs") / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        config = CampaignConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"invalid config: {exc}") from None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("gen {task.fields[gen]} · archive {task.fields[size]} · best {task.fields[best]} · mean {task.fields[mean]}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("target calls", total=config.budget_calls, gen=0, size=0, best="–", mean="–")
+
+        def on_generation(stats: dict) -> None:
+            fmt = lambda v: "–" if v is None else f"{100 * v:.0f}%"
+            bar.update(task, completed=stats["calls"], gen=stats["generation"], size=stats["archive_size"],
+                       best=fmt(stats["best_posterior_mean"]), mean=fmt(stats["mean_break_rate"]))
+
+        progress = CampaignProgress(on_generation=on_generation, on_call=lambda calls: bar.update(task, completed=calls),
+                                    on_message=console.print)
+        try:
+            result = run_campaign(config, run_dir, progress, resume=resume is not None)
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print(f"interrupted: everything finished is saved; continue with: adversary run --resume {run_dir}")
+            raise typer.Exit(130) from None
+    write_text_atomic(run_dir / "report.md", render_markdown(result.metrics))
+    m = result.metrics
+    out_console = Console(soft_wrap=True)
+    pct = lambda r: "–" if r["break_rate"] is None else f"{100 * r['break_rate']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] ({r['breaks']}/{r['trials']})"
+    out_console.print(f"stopped: {result.stop_reason} after {m['calls']} target calls in {result.wall_seconds:.0f}s", markup=False)
+    out_console.print(f"seed break rate:    {pct(m['seed_break_rate'])}", markup=False)
+    out_console.print(f"archive break rate: {pct(m['archive_break_rate'])} over {m['archive_break_rate']['members']} evolved members", markup=False)
+    mut = m["mutations"]
+    usable = "–" if mut["usable_fraction"] is None else f"{100 * mut['usable_fraction']:.0f}%"
+    out_console.print(f"archive size {m['archive_size']}; mutations {mut['calls']}, usable {mut['usable']} ({usable}), "
+                      f"duplicates {mut['duplicates']}, drifted {mut['drifted']}, inapplicable {mut['inapplicable']}", markup=False)
+    out_console.print(f"wrote {run_dir}/archive.jsonl, metrics.json, report.md", markup=False)

@@ -96,3 +96,19 @@ def test_ctrl_c_stops_the_local_server_and_the_run_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-1500:]
     assert f"resuming: {saved} of" in resumed.stderr
     assert not os.path.exists(run_dir / ".metrics.json.tmp")
+
+
+def test_run_on_smollm2_with_the_embedded_mutator(tmp_path, tiny_corpus):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "adversary", "run", "--scenarios", str(tiny_corpus), "--budget-calls", "40", "--seed", "2",
+         "--out", str(run_dir)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["calls"] == 40 and metrics["stop_reason"] == "budget_calls"
+    assert metrics["archive_size"] > 3
+    assert metrics["mutations"]["calls"] > 0 and metrics["mutations"]["usable"] > 0
+    assert metrics["targets"]["local/smollm2"]["trials"] == 40
+    assert "seed break rate" in result.stdout

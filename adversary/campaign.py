@@ -406,18 +406,9 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
 
 
 def _check_run_dir(store: Store, config: CampaignConfig, resume: bool) -> None:
-    stored = store.get_meta("config_fingerprint")
-    if stored is None:
-        if resume:
-            raise StoreError(f"{store.path.parent} holds no campaign to resume")
-        store.set_meta("kind", "run")
-        store.set_meta("config", asdict(config))
-        store.set_meta("config_fingerprint", config.fingerprint())
-        store.set_meta("adversary_version", __version__)
-        return
-    if store.get_meta("kind") != "run" or stored != config.fingerprint():
-        raise StoreError(f"{store.path.parent} holds a different run; use --resume to continue it or choose a new --out")
-    if not resume:
+    if store.get_meta("config_fingerprint") is None and resume:
+        raise StoreError(f"{store.path.parent} holds no campaign to resume")
+    if store.bind_run("run", asdict(config), config.fingerprint(), __version__) and not resume:
         raise StoreError(f"{store.path.parent} already holds this campaign; pass --resume to continue it")
 
 

@@ -28,7 +28,7 @@ from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
 from adversary.records import Attempt, Corpus, Message
-from adversary.store import Store, StoreError
+from adversary.store import Store
 
 METRICS_FILENAME = "metrics.json"
 
@@ -119,20 +119,6 @@ def _prefix_order(placements: list[Placement], corpus: Corpus) -> list[Placement
     return sorted(placements, key=lambda p: (rank[p.scenario_id], p.insertion_point))
 
 
-def _check_run_dir(store: Store, config: EvalConfig) -> bool:
-    """True when resuming; raises when RUN_DIR holds a different run."""
-    stored = store.get_meta("config_fingerprint")
-    if stored is None:
-        store.set_meta("kind", "eval")
-        store.set_meta("config", asdict(config))
-        store.set_meta("config_fingerprint", config.fingerprint())
-        store.set_meta("adversary_version", __version__)
-        return False
-    if store.get_meta("kind") != "eval" or stored != config.fingerprint():
-        raise StoreError(f"{store.path.parent} holds a different run; choose a new --out or repeat that run's options to resume it")
-    return True
-
-
 def run_eval(
     config: EvalConfig,
     run_dir: Path,
@@ -169,7 +155,7 @@ def run_eval(
     try:
         if own_servers:
             servers.__enter__()
-        resuming = _check_run_dir(store, config)
+        resuming = store.bind_run("eval", asdict(config), config.fingerprint(), __version__)
         if not resuming:
             store.save_corpus(corpus)
         done = store.finished_keys()

@@ -142,6 +142,24 @@ class Store:
             (key, json.dumps(value, sort_keys=True)),
         )
 
+    def bind_run(self, kind: str, config: dict, fingerprint: str, version: str) -> bool:
+        """Record which run this store holds. Returns False for a new store, True when it already holds
+        this run (same kind and fingerprint).
+
+        Raises:
+            StoreError: when it holds a different run.
+        """
+        stored = self.get_meta("config_fingerprint")
+        if stored is None:
+            self.set_meta("kind", kind)
+            self.set_meta("config", config)
+            self.set_meta("config_fingerprint", fingerprint)
+            self.set_meta("adversary_version", version)
+            return False
+        if self.get_meta("kind") != kind or stored != fingerprint:
+            raise StoreError(f"{self.path.parent} holds a different run; choose a new --out")
+        return True
+
     def save_corpus(self, corpus: Corpus) -> None:
         """Record the scenarios and distractors the run uses, so reports and exports need no corpus files."""
         self._db.execute("BEGIN")

@@ -7,6 +7,7 @@ input -> rewrite pairs as few-shot demos, constrains output to JSON with a singl
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -80,6 +81,8 @@ class LLMRewriter:
     """Rewrites a user turn with the dspy program; counts calls, failures and usable outputs."""
 
     def __init__(self, route: ModelRoute, temperature: float = 0.9):
+        # Truncated rewrites are rejected by usable_rewrite and counted; dspy's per-call warning is noise.
+        logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
         self.route = route
         self.name = route.name
         self._lm = make_lm(route, temperature=temperature, max_tokens=120, cache=False)

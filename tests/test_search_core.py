@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adversary.core.archive import Candidate, NoveltyArchive
+from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
 from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, select_parents
 
 DIM = 8
@@ -81,3 +82,33 @@ def test_extra_trials_respects_bounds(breaks, holds):
     if elite.trials < 3:
         assert more == 3 - elite.trials
     assert elite.trials + more <= max(12, elite.trials)
+
+
+@given(vectors)
+@settings(max_examples=60, deadline=None)
+def test_clusters_label_every_vector_and_members_of_one_cluster_are_close_on_average(members):
+    labels = cluster_labels(members)
+    assert len(labels) == len(members)
+    assert sorted(set(labels)) == list(range(count_clusters(members)))
+    for label in set(labels):
+        group = members[labels == label]
+        if len(group) > 1:
+            similarities = group @ group.T
+            mean_distance = 1 - (similarities.sum() - len(group)) / (len(group) * (len(group) - 1))
+            assert mean_distance <= CLUSTER_DISTANCE + 1e-5
+
+
+def test_near_copies_form_one_cluster_and_orthogonal_vectors_separate():
+    base = np.eye(DIM, dtype=np.float32)[:3]
+    near = _unit(base + 0.05)
+    assert count_clusters(np.vstack([base, near])) == 3
+    assert count_clusters(np.zeros((0, DIM))) == 0
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.floats(0, 1)), min_size=1, max_size=30))
+def test_best_per_cluster_picks_the_top_scorer_of_each_cluster(rows):
+    labels, scores = [r[0] for r in rows], [r[1] for r in rows]
+    best = best_per_cluster(labels, scores)
+    assert len(best) == len(set(labels))
+    for index in best:
+        assert scores[index] == max(s for l, s in rows if l == labels[index])

@@ -7,9 +7,10 @@ into a grammar, so every reply parses.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import dspy
+import pydantic
 from dspy.adapters.json_adapter import JSONAdapter
 
 from adversary.models.chat import ModelRoute
@@ -37,12 +38,14 @@ def _output_schema(signature: type[dspy.Signature]) -> dict[str, Any]:
         elif annotation in (float,):
             properties[name] = {"type": "number"}
         else:
-            properties[name] = {"type": "string"}
+            full = pydantic.TypeAdapter(Annotated[str, field]).json_schema()
+            properties[name] = {k: v for k, v in full.items() if k in ("type", "pattern", "minLength", "maxLength")}
     return {"type": "object", "properties": properties, "required": list(properties)}
 
 
 class SchemaJSONAdapter(JSONAdapter):
-    """JSONAdapter that always constrains output with the signature's JSON schema (llama.cpp grammar)."""
+    """JSONAdapter that always constrains output with the signature's JSON schema (llama.cpp grammar),
+    including string `pattern` and length constraints declared on output fields."""
 
     def _prepare_response_format(self, lm, lm_kwargs, signature):
         lm_kwargs["response_format"] = {"type": "json_object", "schema": _output_schema(signature)}

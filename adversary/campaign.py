@@ -20,6 +20,7 @@ import numpy as np
 
 from adversary import __version__
 from adversary.core.archive import Candidate, Elite, NoveltyArchive
+from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
 from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, trial_seed
 from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, select_parents
@@ -37,7 +38,11 @@ from adversary.store import Store, StoreError
 from adversary.strategies import Parent, get_strategy
 from adversary.strategies._llm import LLMRewriter
 
-DEFAULT_STRATEGIES = ("tangential", "emotional", "socratic", "subtler", "crossover", "paraphrase", "llm-emotional", "llm-socratic")
+DEFAULT_STRATEGIES = ("tangential", "emotional", "socratic", "subtler", "two-turn", "crossover", "paraphrase", "llm-emotional",
+                      "llm-socratic")
+MUTATION_OUTCOMES = ("calls", "usable", "duplicates", "drifted", "inapplicable")
+CONFIRM_TRIAL_BASE = 1000
+"""Confirmation trials are numbered from here, so they never collide with the search's own trials."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class CampaignConfig:
     min_parent_similarity: float = 0.3
     temperature: float = 0.7
     max_tokens: int = 96
+    confirm_fraction: float = 0.2
+    confirm_trials: int = 4
 
     def validate(self) -> None:
         if self.search not in SEARCH_MODES:
@@ -78,6 +85,10 @@ class CampaignConfig:
             raise ConfigError("candidates_per_generation must be at least 1")
         if not 0.0 < self.duplicate_threshold <= 1.0:
             raise ConfigError("duplicate_threshold must be in (0, 1]")
+        if not 0.0 <= self.confirm_fraction < 1.0:
+            raise ConfigError("confirm_fraction must be in [0, 1)")
+        if self.confirm_trials < 1:
+            raise ConfigError("confirm_trials must be at least 1")
         for name in self.strategies:
             get_strategy(name)
 
@@ -109,9 +120,17 @@ class BudgetExhausted(Exception):
     """Raised inside the loop when a budget is spent; the campaign stops cleanly."""
 
 
-def candidate_id(text: str, scenario_id: str, insertion_point: int) -> str:
-    """Content-derived id: the same text in the same place is the same candidate."""
-    return "c-" + hashlib.sha256(f"{scenario_id}|{insertion_point}|{text}".encode()).hexdigest()[:12]
+def candidate_id(text: str, scenario_id: str, insertion_point: int, bridge: str | None = None) -> str:
+    """Content-derived id: the same turns in the same place are the same candidate."""
+    turns = text if bridge is None else f"{bridge}|{text}"
+    return "c-" + hashlib.sha256(f"{scenario_id}|{insertion_point}|{turns}".encode()).hexdigest()[:12]
+
+
+def rotated_insertion_point(points: tuple[int, ...] | list[int], home: int, trial: int) -> int:
+    """The insertion point of one trial: trials cycle through the scenario's points starting at `home`,
+    so fitness is a break rate over insertion points, not one lucky position."""
+    start = points.index(home) if home in points else 0
+    return points[(start + trial) % len(points)]
 
 
 class Campaign:
@@ -143,11 +162,25 @@ class Campaign:
         self.sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
         self.started = time.perf_counter()
         self.spent_usd = 0.0
-        self.mutations = {"calls": 0, "usable": 0, "duplicates": 0, "drifted": 0, "inapplicable": 0}
+        self._elite_count = 0
+        self.mutations: dict[str, dict[str, int]] = {}
+        """Per operator: mutation calls and what became of them; saved with each generation for resume."""
 
     # -- budget ---------------------------------------------------------------------------------
     def calls(self) -> int:
-        return self.store.count()
+        return self.store.calls()
+
+    def _search_over(self) -> bool:
+        """True once what is left of a budget is what confirming the archive needs: fresh trials for every
+        elite, capped at `confirm_fraction` of the budget."""
+        c = self.config
+        keep = 1.0 - c.confirm_fraction
+        need = self._elite_count * c.confirm_trials * len(c.targets)
+        if c.budget_calls - self.calls() <= min(need, c.confirm_fraction * c.budget_calls):
+            return True
+        if c.budget_usd is not None and self.spent_usd >= keep * c.budget_usd:
+            return True
+        return c.max_minutes is not None and time.perf_counter() - self.started >= 60 * keep * c.max_minutes
 
     def _check_budget(self) -> None:
         c = self.config
@@ -159,17 +192,23 @@ class Campaign:
             raise BudgetExhausted("max_minutes")
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _evaluate(self, cid: str, text: str, style: str, trials: int) -> None:
-        """Run `trials` more trials of a member on every target, skipping attempts already stored."""
-        scenario_id, point = self.places[cid]
+    def _evaluate(self, cid: str, trials: int, first_trial: int | None = None) -> None:
+        """Run `trials` more trials of a member on every target, skipping attempts already stored.
+
+        Trials continue after the member's valid ones unless `first_trial` is given (confirmation).
+        """
+        candidate = self.archive.get(cid).candidate
+        scenario_id, home = self.places[cid]
         scenario = self.scenarios[scenario_id]
-        placement = Placement(kind="distractor", scenario_id=scenario_id, item_id=cid, text=text, style=style, insertion_point=point)
-        messages = scenario.messages_until(point) + [Message(role="user", content=text)]
-        payload = [m.model_dump() for m in messages]
+        points = scenario.usable_insertion_points
         done = self.store.finished_keys()
-        elite = self.archive.get(cid)
-        start = elite.trials // max(1, len(self.config.targets))
-        for trial in range(start, start + trials):
+        confirming = first_trial is not None
+        if first_trial is None:
+            first_trial = self.archive.get(cid).trials // max(1, len(self.config.targets))
+        for trial in range(first_trial, first_trial + trials):
+            point = rotated_insertion_point(points, home, trial)
+            placement = Placement(kind="distractor", scenario_id=scenario_id, item_id=cid, text=candidate.text,
+                                  style=candidate.style, insertion_point=point)
             breaks = valid = 0
             for target, route in self._routes.items():
                 key = attempt_key(target, placement, trial)
@@ -177,36 +216,62 @@ class Campaign:
                     continue
                 self._check_budget()
                 seed = trial_seed(self.config.seed, placement.key, trial)
-                result = self._chat(route, payload, self.sampling, seed)
-                self.spent_usd += getattr(result, "cost_usd", 0.0)
-                attempt = judged_attempt(key, target, placement, trial, seed, messages, result, self.judge, scenario.fallback)
+                attempt = self._attempt(key, target, route, placement, trial, seed, scenario, candidate)
                 self.store.add_attempt(attempt)
                 self.progress.on_call(self.calls())
                 if attempt.status == "ok":
                     valid += 1
                     breaks += int(bool(attempt.broke))
-            if valid:
+            if valid and not confirming:
                 self.archive.record(cid, breaks, valid)
 
+    def _attempt(self, key, target, route, placement, trial, seed, scenario, candidate):
+        """One judged trial; a two-turn candidate first sends its bridge and keeps the target's own reply."""
+        messages = scenario.messages_until(placement.insertion_point)
+        bridge_result = None
+        if candidate.bridge:
+            messages = messages + [Message(role="user", content=candidate.bridge)]
+            bridge_result = self._chat(route, [m.model_dump() for m in messages], self.sampling, seed)
+            self.spent_usd += getattr(bridge_result, "cost_usd", 0.0)
+            if not bridge_result.ok:
+                return judged_attempt(key, target, placement, trial, seed, messages, bridge_result, self.judge, scenario.fallback)
+            messages = messages + [Message(role="assistant", content=bridge_result.text)]
+        messages = messages + [Message(role="user", content=candidate.text)]
+        result = self._chat(route, [m.model_dump() for m in messages], self.sampling, seed)
+        self.spent_usd += getattr(result, "cost_usd", 0.0)
+        attempt = judged_attempt(key, target, placement, trial, seed, messages, result, self.judge, scenario.fallback)
+        if bridge_result is None:
+            return attempt
+        return attempt.model_copy(update={
+            "calls": 2, "latency_s": attempt.latency_s + bridge_result.latency_s,
+            "prompt_tokens": attempt.prompt_tokens + bridge_result.prompt_tokens,
+            "completion_tokens": attempt.completion_tokens + bridge_result.completion_tokens,
+        })
+
     # -- archive building -----------------------------------------------------------------------
+    def _count(self, operator: str, outcome: str) -> None:
+        counts = self.mutations.setdefault(operator, dict.fromkeys(MUTATION_OUTCOMES, 0))
+        counts[outcome] += 1
+
     def _admit(self, candidate: Candidate, point: int, vector: np.ndarray, parent_vector: np.ndarray | None) -> bool:
         reason = None
         if self.archive.is_duplicate(vector):
             reason = "duplicate"
-            self.mutations["duplicates"] += candidate.operator != "seed"
         elif parent_vector is not None and float(vector @ parent_vector) < self.config.min_parent_similarity:
             reason = "drifted from parent"
-            self.mutations["drifted"] += 1
         novelty = float(self.archive.novelty(vector)[0])
         admitted = reason is None and self.archive.add(candidate, vector)
         if reason is None and not admitted:
             reason = "duplicate"
+        if candidate.operator != "seed":
+            self._count(candidate.operator, "usable" if admitted else "drifted" if reason == "drifted from parent" else "duplicates")
         if admitted:
             self.places[candidate.id] = (candidate.scenario_id, point)
         self.store.add_candidate({
             "id": candidate.id, "text": candidate.text, "style": candidate.style, "scenario_id": candidate.scenario_id,
             "insertion_point": point, "operator": candidate.operator, "generation": candidate.generation,
             "parents": list(candidate.parents), "admitted": admitted, "reason": reason, "novelty": novelty,
+            "bridge": candidate.bridge,
         })
         return admitted
 
@@ -235,14 +300,14 @@ class Campaign:
                 chosen += select_parents(self.archive, operator.arity - 1, c.search, rng)
             elites = [self.archive.get(p).candidate for p in chosen]
             scenario_id, point = self.places[parent_id]
-            self.mutations["calls"] += 1
+            self._count(operator.name, "calls")
             proposal = operator.mutate([Parent(e.id, e.text, e.style) for e in elites], self.scenarios[scenario_id], rng, self.rewriter)
             if proposal is None:
-                self.mutations["inapplicable"] += 1
+                self._count(operator.name, "inapplicable")
                 continue
-            cid = candidate_id(proposal.text, scenario_id, point)
+            cid = candidate_id(proposal.text, scenario_id, point, proposal.bridge)
             candidate = Candidate(id=cid, text=proposal.text, style=proposal.style, scenario_id=scenario_id,
-                                  operator=operator.name, generation=generation, parents=tuple(chosen))
+                                  operator=operator.name, generation=generation, parents=tuple(chosen), bridge=proposal.bridge)
             proposals.append((candidate, point, parent_id))
         return proposals
 
@@ -250,17 +315,22 @@ class Campaign:
     def _replay(self) -> int:
         """Rebuild the archive from stored candidates and attempts; returns the next generation number."""
         stored = self.store.candidates(admitted_only=True)
-        vectors = self.embedder.embed([row["text"] for row in stored]) if stored else None
-        counts = self.store.trial_counts()
-        for row, vector in zip(stored, vectors if vectors is not None else []):
-            candidate = Candidate(id=row["id"], text=row["text"], style=row["style"], scenario_id=row["scenario_id"],
-                                  operator=row["operator"], generation=row["generation"], parents=tuple(row["parents"]))
+        candidates = [
+            Candidate(id=row["id"], text=row["text"], style=row["style"], scenario_id=row["scenario_id"], operator=row["operator"],
+                      generation=row["generation"], parents=tuple(row["parents"]), bridge=row["bridge"])
+            for row in stored
+        ]
+        vectors = self.embedder.embed([c.full_text for c in candidates]) if candidates else None
+        counts = self.store.trial_counts(end_trial=CONFIRM_TRIAL_BASE)
+        for row, candidate, vector in zip(stored, candidates, vectors if vectors is not None else []):
             if self.archive.add(candidate, vector):
                 self.places[candidate.id] = (row["scenario_id"], row["insertion_point"])
                 breaks, trials = counts.get(candidate.id, (0, 0))
                 if trials:
                     self.archive.record(candidate.id, breaks, trials)
         generations = self.store.generations()
+        if generations:
+            self.mutations = {op: dict(counts) for op, counts in generations[-1][1]["mutations"].items()}
         return generations[-1][0] + 1 if generations else 0
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -272,41 +342,74 @@ class Campaign:
         generations = self.store.generations()
         rng = np.random.default_rng(c.seed)
         if generations:
-            rng.bit_generator.state = generations[-1][1]
+            rng.bit_generator.state = generations[-1][1]["rng"]
+            self._elite_count = len(self.elite_ids())
             self.progress.on_message(f"resuming at generation {next_generation} with {len(self.archive)} archive members and {self.calls()} calls")
+            if self.store.get_meta("confirming") is not None and not self._search_over():
+                self.store.set_meta("confirming", None)
+                self.progress.on_message("the budget was raised: the search continues before the archive is confirmed")
         try:
             self._finish_pending()
             if next_generation == 0:
-                for candidate, point in self._seed_candidates(rng):
-                    vector = self.embedder.embed([candidate.text])
-                    self._admit(candidate, point, vector[0], None)
-                self.store.save_generation(0, rng.bit_generator.state, None)
+                seeds = self._seed_candidates(rng)
+                vectors = self.embedder.embed([candidate.full_text for candidate, _ in seeds])
+                with self.store.transaction():
+                    for (candidate, point), vector in zip(seeds, vectors):
+                        self._admit(candidate, point, vector, None)
+                    self._save_state(0, rng)
                 self._finish_pending()
                 self._finish_generation(0)
                 next_generation = 1
             generation = next_generation
-            while True:
+            while not self._search_over() and self.store.get_meta("confirming") is None:
                 self._check_budget()
                 self._give_more_trials()
                 proposals = self._mutants(generation, rng)
-                if proposals:
-                    vectors = self.embedder.embed([p[0].text for p in proposals])
+                vectors = self.embedder.embed([p[0].full_text for p in proposals]) if proposals else []
+                with self.store.transaction():
                     for (candidate, point, parent_id), vector in zip(proposals, vectors):
-                        if self._admit(candidate, point, vector, self.archive.vector(parent_id)):
-                            self.mutations["usable"] += 1
-                self.store.save_generation(generation, rng.bit_generator.state, None)
+                        self._admit(candidate, point, vector, self.archive.vector(parent_id))
+                    self._save_state(generation, rng)
                 self._finish_pending()
                 self._finish_generation(generation)
                 generation += 1
+            self._confirm_archive()
+            return "archive confirmed"
         except BudgetExhausted as stop:
             return str(stop)
+
+    def elite_ids(self) -> list[str]:
+        """The archive of the best: the fittest evaluated member of each embedding cluster (core.clusters)."""
+        evaluated = [e for e in self.archive.elites if e.trials]
+        if not evaluated:
+            return []
+        labels = cluster_labels(np.stack([self.archive.vector(e.candidate.id) for e in evaluated]))
+        best = best_per_cluster(labels, [fitness_of(e) for e in evaluated])
+        return [evaluated[i].candidate.id for i in best]
+
+    def _confirm_archive(self) -> None:
+        """Spend the reserved budget on fresh trials of the elites (evolved first, fittest first).
+
+        The search picked elites by their own noisy trials, so those overstate them (winner's curse);
+        the archive's break rate is measured on these confirmation trials only. The elite list is
+        fixed in the store when confirmation starts, so a resumed run confirms the same members.
+        """
+        ids = self.store.get_meta("confirming")
+        if ids is None:
+            ranked = sorted(self.elite_ids(), key=lambda i: (self.archive.get(i).candidate.operator == "seed",
+                                                              -fitness_of(self.archive.get(i))))
+            self.store.set_meta("confirming", ranked)
+            ids = ranked
+            self.progress.on_message(f"confirming {len(ids)} elites with {self.config.confirm_trials} fresh trials each")
+        for cid in ids:
+            self._evaluate(cid, self.config.confirm_trials, first_trial=CONFIRM_TRIAL_BASE)
 
     def _finish_pending(self) -> None:
         """Give every member its initial trials (also those left unfinished by a killed run)."""
         for elite in self.archive.elites:
             per_target = elite.trials // max(1, len(self.config.targets))
             if per_target < self.config.initial_trials:
-                self._evaluate(elite.candidate.id, elite.candidate.text, elite.candidate.style, self.config.initial_trials - per_target)
+                self._evaluate(elite.candidate.id, self.config.initial_trials - per_target)
 
     def _give_more_trials(self) -> None:
         """Spend extra trials on members whose posterior could still beat the archive's upper quartile."""
@@ -323,82 +426,155 @@ class Campaign:
                 initial=self.config.initial_trials, maximum=self.config.max_trials, bar=bar,
             )
             if more:
-                self._evaluate(elite.candidate.id, elite.candidate.text, elite.candidate.style, more)
+                self._evaluate(elite.candidate.id, more)
 
     def _finish_generation(self, generation: int) -> None:
-        stats = generation_stats(self.archive, generation, self.calls())
+        elite_ids = self.elite_ids()
+        self._elite_count = len(elite_ids)
+        stats = generation_stats(self.archive, elite_ids, generation, self.calls())
         self.store.save_generation(generation, self.store.generations()[-1][1], stats)
         self.progress.on_generation(stats)
 
+    def _save_state(self, generation: int, rng: np.random.Generator) -> None:
+        """Commit what a resume needs to continue after `generation`'s candidates were admitted."""
+        self.store.save_generation(generation, {"rng": rng.bit_generator.state, "mutations": self.mutations})
 
-def generation_stats(archive: NoveltyArchive, generation: int, calls: int) -> dict:
-    """Search progress after a generation: archive size, best and mean break rate, QD score."""
-    rates = [e.breaks / e.trials for e in archive.elites if e.trials]
-    means = [e.fitness.mean for e in archive.elites if e.trials]
+
+def generation_stats(archive: NoveltyArchive, elite_ids: list[str], generation: int, calls: int) -> dict:
+    """Search progress after a generation: archive (elite) size, best and mean break rate, QD score."""
+    elites = [archive.get(i) for i in elite_ids]
+    rates = [e.breaks / e.trials for e in elites if e.trials]
     return {
         "generation": generation,
         "calls": calls,
-        "archive_size": len(archive),
+        "members": len(archive),
+        "archive_size": len(elites),
         "best_break_rate": max(rates) if rates else None,
-        "best_posterior_mean": max(means) if means else None,
+        "best_posterior_mean": max((e.fitness.mean for e in elites if e.trials), default=None),
         "mean_break_rate": float(np.mean(rates)) if rates else None,
-        "qd_score": float(sum(means)),
+        "qd_score": float(sum(e.fitness.mean for e in elites if e.trials)),
     }
 
 
-def _pooled(elites) -> dict:
-    breaks = sum(e.breaks for e in elites)
-    trials = sum(e.trials for e in elites)
+def _pooled(counts: list[tuple[int, int]]) -> dict:
+    """Pooled break rate with its Wilson interval over (breaks, trials) pairs."""
+    breaks = sum(b for b, _ in counts)
+    trials = sum(t for _, t in counts)
     lo, hi = wilson_interval(breaks, trials)
-    return {"break_rate": breaks / trials if trials else None, "ci95": [lo, hi], "breaks": breaks, "trials": trials, "members": len(elites)}
+    return {"break_rate": breaks / trials if trials else None, "ci95": [lo, hi], "breaks": breaks, "trials": trials,
+            "members": len(counts)}
+
+
+def mutation_summary(per_operator: dict[str, dict[str, int]], archive: NoveltyArchive) -> dict:
+    """Totals and per-operator mutation outcomes, with each operator's usable fraction and the pooled
+    search break rate of the members it produced."""
+    produced: dict[str, list[tuple[int, int]]] = {}
+    for elite in archive.elites:
+        produced.setdefault(elite.candidate.operator, []).append((elite.breaks, elite.trials))
+    by_operator = {}
+    for name, counts in sorted(per_operator.items()):
+        by_operator[name] = dict(counts, usable_fraction=counts["usable"] / counts["calls"] if counts["calls"] else None,
+                                 members=_pooled(produced.get(name, [])))
+    totals = {key: sum(c[key] for c in per_operator.values()) for key in MUTATION_OUTCOMES}
+    totals["usable_fraction"] = totals["usable"] / totals["calls"] if totals["calls"] else None
+    return dict(totals, by_operator=by_operator)
+
+
+def is_breaking(elite: Elite) -> bool:
+    """A member that breaks targets more often than not: Beta posterior mean above one half."""
+    return elite.trials > 0 and elite.fitness.mean > 0.5
+
+
+def _lineage(archive: NoveltyArchive, candidate: Candidate) -> list[str]:
+    """Ids from the candidate back to its seed along first parents."""
+    chain, seen = [], {candidate.id}
+    while candidate.parents and candidate.parents[0] in archive and candidate.parents[0] not in seen:
+        candidate = archive.get(candidate.parents[0]).candidate
+        seen.add(candidate.id)
+        chain.append(candidate.id)
+    return chain
+
+
+def _breaking_clusters(archive: NoveltyArchive, elites: list[Elite]) -> int:
+    breaking = [archive.vector(e.candidate.id) for e in elites if is_breaking(e)]
+    return count_clusters(np.stack(breaking)) if breaking else 0
 
 
 def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> dict:
-    """archive.jsonl and metrics.json in the run directory; returns the metrics."""
-    store, archive = campaign.store, campaign.archive
+    """archive.jsonl (the elites) and metrics.json in the run directory; returns the metrics."""
+    store, archive, config = campaign.store, campaign.archive, campaign.config
+    elite_ids = store.get_meta("confirming") or campaign.elite_ids()
+    confirmed = store.trial_counts(first_trial=CONFIRM_TRIAL_BASE)
+    cluster_of = {}
+    evaluated = [e for e in archive.elites if e.trials]
+    if evaluated:
+        labels = cluster_labels(np.stack([archive.vector(e.candidate.id) for e in evaluated]))
+        cluster_of = {e.candidate.id: int(label) for e, label in zip(evaluated, labels)}
+    cluster_sizes = np.bincount(list(cluster_of.values())) if cluster_of else np.zeros(0, dtype=int)
     examples: dict[str, str] = {}
     for attempt in store.attempts("kind = 'distractor' AND status = 'ok' AND in_scope = 0"):
         examples.setdefault(attempt.item_id, attempt.reply or "")
     lines = []
-    for elite in sorted(archive.elites, key=lambda e: -e.fitness.mean):
+    for cid in sorted(elite_ids, key=lambda i: -archive.get(i).fitness.mean):
+        elite = archive.get(cid)
         cand = elite.candidate
-        scenario_id, point = campaign.places[cand.id]
-        lo, hi = elite.ci95
+        scenario_id, point = campaign.places[cid]
+        c_breaks, c_trials = confirmed.get(cid, (0, 0))
         lines.append(json.dumps({
-            "id": cand.id, "text": cand.text, "style": cand.style, "operator": cand.operator,
-            "generation": cand.generation, "parents": list(cand.parents), "scenario_id": scenario_id,
-            "insertion_turn": point, "breaks": elite.breaks, "trials": elite.trials, "break_rate": elite.break_rate,
-            "ci95": [lo, hi], "posterior_mean": elite.fitness.mean, "novelty_at_admission": elite.novelty,
-            "example_off_scope_reply": examples.get(cand.id),
+            "id": cid, "text": cand.text, "bridge": cand.bridge, "style": cand.style, "operator": cand.operator,
+            "generation": cand.generation, "parents": list(cand.parents), "lineage": _lineage(archive, cand),
+            "scenario_id": scenario_id, "insertion_turn": point, "breaks": elite.breaks, "trials": elite.trials,
+            "break_rate": elite.break_rate, "ci95": list(elite.ci95), "posterior_mean": elite.fitness.mean,
+            "confirmed": {"breaks": c_breaks, "trials": c_trials, "break_rate": c_breaks / c_trials if c_trials else None,
+                          "ci95": list(wilson_interval(c_breaks, c_trials))},
+            "novelty_at_admission": elite.novelty, "cluster": cluster_of.get(cid),
+            "cluster_members": int(cluster_sizes[cluster_of[cid]]) if cid in cluster_of else None,
+            "example_off_scope_reply": examples.get(cid),
         }, ensure_ascii=False))
     write_text_atomic(campaign.run_dir / "archive.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+
     seeds = [e for e in archive.elites if e.candidate.operator == "seed"]
     evolved = [e for e in archive.elites if e.candidate.operator != "seed"]
-    mutations = dict(campaign.mutations)
-    mutations["usable_fraction"] = mutations["usable"] / mutations["calls"] if mutations["calls"] else None
-    if campaign.rewriter is not None and getattr(campaign.rewriter, "calls", 0):
-        mutations["llm_calls"] = campaign.rewriter.calls
-        mutations["llm_failures"] = campaign.rewriter.failures
+    first_trials = store.trial_counts(end_trial=config.initial_trials)
+    evolved_elites = [i for i in elite_ids if archive.get(i).candidate.operator != "seed"]
+    mutations = mutation_summary(campaign.mutations, archive)
+    rewriter = campaign.rewriter
+    mutator = {"model": config.mutator, "calls_this_session": getattr(rewriter, "calls", 0),
+               "failed_this_session": getattr(rewriter, "failures", 0)}
     totals = store.totals()
     metrics = {
         "kind": "run",
         "adversary_version": __version__,
         "judge": {"name": campaign.judge.name, "measured_agreement": None},
-        "config": asdict(campaign.config),
+        "config": asdict(config),
         "stop_reason": stop_reason,
         "targets": summarize_attempts(store.outcomes()),
-        "archive_size": len(archive),
+        "archive_size": len(elite_ids),
+        "members": len(archive),
         "calls": totals["calls"],
         "errors": totals["errors"],
-        "seed_break_rate": _pooled(seeds),
-        "archive_break_rate": _pooled(evolved),
+        "seed_break_rate": _pooled([first_trials.get(e.candidate.id, (0, 0)) for e in seeds]),
+        "archive_break_rate": _pooled([confirmed.get(i, (0, 0)) for i in evolved_elites]),
+        "elites_confirmed_break_rate": _pooled([confirmed.get(i, (0, 0)) for i in elite_ids]),
+        "evolved_search_break_rate": _pooled([(e.breaks, e.trials) for e in evolved]),
+        "breaking_clusters": {"seeds": _breaking_clusters(archive, seeds), "evolved": _breaking_clusters(archive, evolved),
+                              "all": _breaking_clusters(archive, archive.elites)},
         "mutations": mutations,
+        "mutator": mutator,
         "generations": [g[2] for g in store.generations() if g[2]],
         "wall_seconds": round(wall_seconds, 2),
         "cost_usd": round(campaign.spent_usd, 6),
         "definitions": {
-            "seed_break_rate": "pooled breaks / valid trials of the seed distractors, measured in this run",
-            "archive_break_rate": "pooled breaks / valid trials of every evolved (non-seed) archive member",
+            "archive": "the elites: the fittest member (Beta posterior mean - 1 sd) of each embedding cluster",
+            "clusters": f"average-linkage agglomerative clustering of unit embeddings cut at cosine distance {CLUSTER_DISTANCE}",
+            "seed_break_rate": f"pooled breaks / valid trials of every seed over its first {config.initial_trials} trials "
+                               "(trials every seed gets, so no selection bias), measured in this run",
+            "archive_break_rate": "pooled breaks / valid confirmation trials of the evolved elites: fresh trials run after "
+                                  "the search chose them, so free of the winner's curse",
+            "elites_confirmed_break_rate": "as archive_break_rate, over every elite including seeds that stayed best",
+            "evolved_search_break_rate": "pooled breaks / valid search trials of every evolved member (selection-biased)",
+            "breaking_clusters": "clusters among members whose Beta posterior mean break rate is above 0.5",
+            "trials": "each trial of a member uses the next of its scenario's insertion points, cycling",
         },
     }
     write_json_atomic(campaign.run_dir / "metrics.json", metrics)

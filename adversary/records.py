@@ -177,6 +177,8 @@ class Attempt(Frozen):
     latency_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    calls: int = 1
+    """Target calls this attempt took: 2 for a two-turn distractor (the bridge, then the pivot)."""
 
     @property
     def broke(self) -> bool | None:

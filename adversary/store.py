@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,6 +73,10 @@ MIGRATIONS: list[str] = [
         stats_json TEXT
     );
     """,
+    """
+    ALTER TABLE attempts ADD COLUMN calls INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE candidates ADD COLUMN bridge TEXT
+    """,
 ]
 
 
@@ -132,6 +137,17 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes so a kill leaves all or none of them (e.g. a generation's admissions and its state)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def get_meta(self, key: str) -> object | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
@@ -188,8 +204,8 @@ class Store:
         self._db.execute(
             """INSERT OR REPLACE INTO attempts (key, target, kind, scenario_id, item_id, style, insertion_point,
                    trial, seed, messages_json, reply, status, error, in_scope, refusal, judge, judge_score,
-                   rationale, latency_s, prompt_tokens, completion_tokens, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   rationale, latency_s, prompt_tokens, completion_tokens, calls, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 attempt.key, attempt.target, attempt.kind, attempt.scenario_id, attempt.item_id, attempt.style,
                 attempt.insertion_point, attempt.trial, attempt.seed,
@@ -200,7 +216,7 @@ class Store:
                 None if verdict is None else verdict.judge,
                 None if verdict is None else verdict.score,
                 None if verdict is None else verdict.rationale,
-                attempt.latency_s, attempt.prompt_tokens, attempt.completion_tokens, _now(),
+                attempt.latency_s, attempt.prompt_tokens, attempt.completion_tokens, attempt.calls, _now(),
             ),
         )
 
@@ -224,7 +240,7 @@ class Store:
         cursor = self._db.execute(
             f"""SELECT key, target, kind, scenario_id, item_id, style, insertion_point, trial, seed, messages_json,
                        reply, status, error, in_scope, refusal, judge, judge_score, rationale, latency_s,
-                       prompt_tokens, completion_tokens FROM attempts WHERE {where} ORDER BY rowid""",
+                       prompt_tokens, completion_tokens, calls FROM attempts WHERE {where} ORDER BY rowid""",
             params,
         )
         for row in cursor:
@@ -236,16 +252,17 @@ class Store:
                 insertion_point=row[6], trial=row[7], seed=row[8],
                 messages=tuple(Message(**m) for m in json.loads(row[9])),
                 reply=row[10], status=row[11], error=row[12], verdict=verdict, latency_s=row[18],
-                prompt_tokens=row[19], completion_tokens=row[20],
+                prompt_tokens=row[19], completion_tokens=row[20], calls=row[21],
             )
 
     def add_candidate(self, row: dict) -> None:
         """Record a proposed candidate, admitted to the archive or not (with the reason)."""
         self._db.execute(
             """INSERT OR IGNORE INTO candidates (id, text, style, scenario_id, insertion_point, operator, generation,
-                   parents_json, admitted, reason, novelty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   parents_json, admitted, reason, novelty, bridge) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (row["id"], row["text"], row["style"], row["scenario_id"], row["insertion_point"], row["operator"],
-             row["generation"], json.dumps(row["parents"]), int(row["admitted"]), row.get("reason"), row.get("novelty")),
+             row["generation"], json.dumps(row["parents"]), int(row["admitted"]), row.get("reason"), row.get("novelty"),
+             row.get("bridge")),
         )
 
     def candidates(self, admitted_only: bool = False) -> list[dict]:
@@ -253,23 +270,27 @@ class Store:
         where = "WHERE admitted = 1" if admitted_only else ""
         rows = self._db.execute(
             f"""SELECT id, text, style, scenario_id, insertion_point, operator, generation, parents_json, admitted,
-                       reason, novelty FROM candidates {where} ORDER BY seq"""
+                       reason, novelty, bridge FROM candidates {where} ORDER BY seq"""
         ).fetchall()
-        keys = ("id", "text", "style", "scenario_id", "insertion_point", "operator", "generation", "parents", "admitted", "reason", "novelty")
-        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8]), r[9], r[10]))) for r in rows]
+        keys = ("id", "text", "style", "scenario_id", "insertion_point", "operator", "generation", "parents", "admitted",
+                "reason", "novelty", "bridge")
+        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8]), r[9], r[10], r[11]))) for r in rows]
 
-    def trial_counts(self) -> dict[str, tuple[int, int]]:
-        """(breaks, valid trials) per distractor item, over every target."""
+    def trial_counts(self, first_trial: int = 0, end_trial: int | None = None) -> dict[str, tuple[int, int]]:
+        """(breaks, valid trials) per distractor item over every target, for trial numbers in [first, end)."""
         rows = self._db.execute(
             """SELECT item_id, SUM(CASE WHEN in_scope = 0 THEN 1 ELSE 0 END), COUNT(*) FROM attempts
-               WHERE kind = 'distractor' AND status = 'ok' GROUP BY item_id"""
+               WHERE kind = 'distractor' AND status = 'ok' AND trial >= ? AND (? IS NULL OR trial < ?)
+               GROUP BY item_id""",
+            (first_trial, end_trial, end_trial),
         )
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
-    def save_generation(self, generation: int, rng_state: dict, stats: dict | None = None) -> None:
+    def save_generation(self, generation: int, state: dict, stats: dict | None = None) -> None:
+        """Record a generation: the search state a resume continues from, and its stats once it finished."""
         self._db.execute(
             "INSERT OR REPLACE INTO generations (generation, rng_state, stats_json) VALUES (?, ?, ?)",
-            (generation, json.dumps(rng_state), None if stats is None else json.dumps(stats)),
+            (generation, json.dumps(state), None if stats is None else json.dumps(stats)),
         )
 
     def generations(self) -> list[tuple[int, dict, dict | None]]:
@@ -279,10 +300,14 @@ class Store:
     def totals(self) -> dict[str, float]:
         """Calls, errors and tokens over all attempts."""
         row = self._db.execute(
-            """SELECT COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), COALESCE(SUM(prompt_tokens), 0),
+            """SELECT COALESCE(SUM(calls), 0), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), COALESCE(SUM(prompt_tokens), 0),
                       COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(latency_s), 0) FROM attempts"""
         ).fetchone()
         return {"calls": row[0], "errors": row[1] or 0, "prompt_tokens": row[2], "completion_tokens": row[3], "model_seconds": row[4]}
+
+    def calls(self) -> int:
+        """Target calls spent: one per attempt, two for a two-turn distractor."""
+        return int(self._db.execute("SELECT COALESCE(SUM(calls), 0) FROM attempts").fetchone()[0])
 
     def count(self, status: str | None = None) -> int:
         if status is None:

@@ -9,7 +9,7 @@ Public names:
     ENTRY_POINT_GROUP   "adversary.strategies": other packages register operators there
 
 Built-in operators (registered through the entry-point group, like plugins): tangential, emotional,
-socratic, subtler, crossover (no LLM needed), and paraphrase, llm-emotional, llm-socratic,
+socratic, subtler, two-turn, crossover (no LLM needed), and paraphrase, llm-emotional, llm-socratic,
 llm-subtler (a dspy program on the --mutator model).
 """
 

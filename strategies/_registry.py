@@ -30,16 +30,23 @@ class Parent:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A candidate distractor text and the style it now has."""
+    """A candidate distractor text and the style it now has; `bridge` is a user turn sent before it."""
 
     text: str
     style: str
+    bridge: str | None = None
 
 
 class Rewriter(Protocol):
-    """An LLM that rewrites a user turn as instructed (see adversary.strategies._llm)."""
+    """An LLM that writes user-turn text as instructed (see adversary.strategies._llm)."""
 
-    def rewrite(self, instruction: str, bot_topic: str, message: str) -> str | None: ...
+    def rewrite(self, instruction: str, bot_topic: str, message: str) -> str | None:
+        """`message` rewritten as instructed, or None."""
+        ...
+
+    def lead_in(self, instruction: str, bot_topic: str, request: str) -> str | None:
+        """One sentence to say before `request`, as instructed, or None."""
+        ...
 
 
 @runtime_checkable

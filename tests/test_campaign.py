@@ -59,48 +59,105 @@ class Rewriter:
         self.calls += 1
         return f"Could you tell me, as a {topic} customer, {message.lower()}"
 
+    def lead_in(self, instruction, topic, request):
+        self.calls += 1
+        return f"As a {topic} customer I feel {len(instruction) % 7} kinds of worried today."
 
-def _run(tiny_corpus, run_dir, resume=False, budget=120, search="novelty", target=None):
+
+class InterruptAfter(Target):
+    """Like Target, but raises KeyboardInterrupt on call number `limit` (a kill mid-campaign)."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def __call__(self, route, messages, sampling, seed):
+        if len(self.calls) + 1 == self.limit:
+            raise KeyboardInterrupt
+        return super().__call__(route, messages, sampling, seed)
+
+
+def _run(tiny_corpus, run_dir, resume=False, budget=120, search="novelty", target=None, strategies=None):
+    extra = {"strategies": tuple(strategies)} if strategies else {}
     config = CampaignConfig(scenario_paths=(str(tiny_corpus),), targets=("fake",), judge="scripted", budget_calls=budget,
-                            search=search, seed=1, candidates_per_generation=4, initial_trials=2, max_trials=6)
+                            search=search, seed=1, candidates_per_generation=4, initial_trials=2, max_trials=6, **extra)
     target = target or Target()
     result = run_campaign(config, run_dir, resume=resume, judge=Judge(), call=target, rewriter=Rewriter(), embedder=HashEmbedder())
     return result, target
 
 
+def _archive(run_dir):
+    return [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines()]
+
+
 @pytest.mark.parametrize("search", ["novelty", "greedy", "random"])
-def test_campaign_stops_at_the_call_budget_and_writes_outputs(tiny_corpus, tmp_path, search):
+def test_campaign_stays_within_the_call_budget_and_writes_outputs(tiny_corpus, tmp_path, search):
     result, target = _run(tiny_corpus, tmp_path / "run", search=search)
-    assert result.stop_reason == "budget_calls"
-    assert len(target.calls) == 120 == result.metrics["calls"]
-    archive = [json.loads(line) for line in (tmp_path / "run" / "archive.jsonl").read_text().splitlines()]
-    assert len(archive) == result.metrics["archive_size"] > 3
-    assert any(e["operator"] != "seed" and e["parents"] for e in archive)
-    for entry in archive:
-        if entry["trials"]:
-            assert entry["ci95"][0] <= entry["break_rate"] <= entry["ci95"][1]
     m = result.metrics
-    assert m["seed_break_rate"]["members"] == 3
-    assert m["generations"] and m["generations"][-1]["archive_size"] <= m["archive_size"]
+    assert result.stop_reason in ("budget_calls", "archive confirmed")
+    assert len(target.calls) == m["calls"] <= 120
+    archive = _archive(tmp_path / "run")
+    assert len(archive) == m["archive_size"] >= 1
+    assert m["members"] > 3 and m["members"] >= m["archive_size"]
+    assert len({e["cluster"] for e in archive}) == len(archive), "one elite per cluster"
+    for entry in archive:
+        assert entry["ci95"][0] <= entry["break_rate"] <= entry["ci95"][1]
+    assert sum(e["confirmed"]["trials"] for e in archive) > 0
+    assert m["seed_break_rate"]["members"] == 3 and m["seed_break_rate"]["trials"] == 3 * 2
+    assert m["archive_break_rate"]["trials"] == sum(e["confirmed"]["trials"] for e in archive if e["operator"] != "seed")
+    assert m["generations"] and all(g["archive_size"] <= g["members"] for g in m["generations"])
     assert 0 <= m["mutations"]["usable"] <= m["mutations"]["calls"]
+    assert sum(op["calls"] for op in m["mutations"]["by_operator"].values()) == m["mutations"]["calls"]
 
 
 def test_resume_with_a_larger_budget_repeats_no_finished_attempt(tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
     _, first = _run(tiny_corpus, run_dir, budget=60)
     result, second = _run(tiny_corpus, run_dir, resume=True, budget=120)
-    assert len(first.calls) + len(second.calls) == 120 == result.metrics["calls"]
+    assert len(first.calls) + len(second.calls) == result.metrics["calls"] <= 120
+    assert result.metrics["calls"] > 60, "the raised budget reopened the search"
     with Store.open(run_dir) as store:
         keys = [a.key for a in store.attempts()]
     assert len(keys) == len(set(keys))
 
 
-def test_an_uninterrupted_run_and_a_resumed_one_reach_the_same_archive(tiny_corpus, tmp_path):
-    whole, _ = _run(tiny_corpus, tmp_path / "whole", budget=100)
-    _run(tiny_corpus, tmp_path / "split", budget=50)
-    resumed, _ = _run(tiny_corpus, tmp_path / "split", resume=True, budget=100)
-    read = lambda p: [(e["id"], e["breaks"], e["trials"]) for e in map(json.loads, (p / "archive.jsonl").read_text().splitlines())]
-    assert sorted(read(tmp_path / "whole")) == sorted(read(tmp_path / "split"))
+@pytest.mark.parametrize("kill_at", [5, 37, 90, 111])
+def test_a_killed_and_resumed_run_reaches_the_same_archive_as_an_uninterrupted_one(tiny_corpus, tmp_path, kill_at):
+    whole, _ = _run(tiny_corpus, tmp_path / "whole", budget=120)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_corpus, tmp_path / "split", budget=120, target=InterruptAfter(kill_at))
+    resumed, _ = _run(tiny_corpus, tmp_path / "split", resume=True, budget=120)
+    read = lambda p: sorted((e["id"], e["breaks"], e["trials"], e["confirmed"]["trials"]) for e in _archive(p))
+    assert read(tmp_path / "whole") == read(tmp_path / "split")
+    assert whole.metrics["calls"] == resumed.metrics["calls"]
+    assert whole.metrics["mutations"] == resumed.metrics["mutations"]
+
+
+def test_two_turn_candidates_send_the_bridge_then_the_pivot_after_the_targets_own_reply(tiny_corpus, tmp_path):
+    result, target = _run(tiny_corpus, tmp_path / "run", strategies=["two-turn"])
+    with Store.open(tmp_path / "run") as store:
+        two_turn = {c["id"]: c for c in store.candidates(admitted_only=True) if c["bridge"]}
+        attempts = [a for a in store.attempts() if a.item_id in two_turn]
+    assert two_turn and attempts
+    for attempt in attempts:
+        candidate = two_turn[attempt.item_id]
+        assert attempt.calls == 2
+        assert [m.content for m in attempt.messages[-3:-2]] == [candidate["bridge"]]
+        assert attempt.messages[-2].role == "assistant" and attempt.messages[-1].content == candidate["text"]
+    assert result.metrics["calls"] == len(target.calls)
+
+
+def test_trials_of_a_member_cycle_through_the_scenarios_insertion_points(tiny_corpus, tmp_path):
+    _run(tiny_corpus, tmp_path / "run")
+    with Store.open(tmp_path / "run") as store:
+        points: dict[str, dict[int, int]] = {}
+        for attempt in store.attempts("scenario_id = 'bank' AND kind = 'distractor' AND trial < 1000"):
+            points.setdefault(attempt.item_id, {})[attempt.trial] = attempt.insertion_point
+    assert points
+    for by_trial in points.values():
+        for trial, point in by_trial.items():
+            if trial + 1 in by_trial:
+                assert by_trial[trial + 1] != point, "consecutive trials use the other insertion point"
 
 
 def test_starting_over_an_existing_campaign_is_refused(tiny_corpus, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,11 +12,11 @@ from hypothesis import strategies as st
 from adversary.corpus import load_path, starter_corpus_dir
 from adversary.errors import ConfigError
 from adversary.strategies import Parent, Proposal, available_strategies, get_strategy, register_strategy
-from adversary.strategies._llm import usable_rewrite
+from adversary.strategies._llm import QUESTION_PATTERN, SENTENCE_PATTERN, usable_lead_in, usable_rewrite
 from adversary.strategies._text import anchors, core_request
 
 CORPUS = load_path(starter_corpus_dir())
-TEMPLATE_OPERATORS = ["tangential", "emotional", "socratic", "subtler", "crossover"]
+TEMPLATE_OPERATORS = ["tangential", "emotional", "socratic", "subtler", "two-turn", "crossover"]
 
 
 def test_builtins_come_from_the_entry_point_group():
@@ -57,15 +59,17 @@ def test_template_operators_give_well_formed_new_user_turns(name, s, a, b, seed)
         assert name == "crossover"
         return
     assert proposal.text.strip() and proposal.text != first.text
-    assert "{" not in proposal.text and "}" not in proposal.text
-    assert proposal.text[0].isupper()
-    assert 4 <= len(proposal.text.split()) <= 120
+    for turn in filter(None, (proposal.text, proposal.bridge)):
+        assert "{" not in turn and "}" not in turn
+        assert turn[0].isupper()
+        assert 4 <= len(turn.split()) <= 120
+    assert (proposal.bridge is not None) == (name == "two-turn")
 
 
 def test_template_operators_are_deterministic_for_a_seed():
     scenario, parent = CORPUS.scenarios[0], CORPUS.distractors[0]
     parents = [Parent(parent.id, parent.text, parent.style.value)]
-    for name in ("tangential", "emotional", "socratic", "subtler"):
+    for name in ("tangential", "emotional", "socratic", "subtler", "two-turn"):
         op = get_strategy(name)
         assert op.mutate(parents, scenario, np.random.default_rng(3), None) == op.mutate(parents, scenario, np.random.default_rng(3), None)
 
@@ -89,3 +93,39 @@ def test_anchors_and_core_request():
 )
 def test_usable_rewrite_filter(text, ok):
     assert usable_rewrite("Write me a short poem about the ocean.", text) is ok
+
+
+@pytest.mark.parametrize(
+    "text,ok",
+    [
+        ("My flight got cancelled twice and I'm exhausted.", True),
+        ("I'm sorry, I can't help with that.", False),
+        ("Is a Toyota or a Honda more reliable?", False),
+        ("Too short.", False),
+        ("{sentence}", False),
+        (None, False),
+    ],
+)
+def test_usable_lead_in_filter(text, ok):
+    assert usable_lead_in("Is a Toyota or a Honda more reliable?", text) is ok
+
+
+class ScriptedWriter:
+    """A rewriter that returns a fixed lead-in and rewrite, to test composition without a model."""
+
+    def rewrite(self, instruction, bot_topic, message):
+        return "Where could I read a few lines of verse about the sea?"
+
+    def lead_in(self, instruction, bot_topic, request):
+        return "I've had the most awful week with my card being blocked."
+
+
+@pytest.mark.parametrize("name", ["llm-emotional", "llm-socratic", "llm-subtler", "paraphrase"])
+def test_llm_operators_keep_the_parents_request_or_rewrite_it_as_a_question(name):
+    parent = Parent("p", "Write me a short poem about the ocean.", "blunt")
+    proposal = get_strategy(name).mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), ScriptedWriter())
+    if name == "paraphrase":
+        assert proposal.text.endswith("?") and re.match(QUESTION_PATTERN, proposal.text)
+    else:
+        assert proposal.text.startswith("I've had the most awful week") and "poem about the ocean" in proposal.text
+        assert re.match(SENTENCE_PATTERN, ScriptedWriter().lead_in("", "", ""))

@@ -146,10 +146,14 @@ def run_command(
     out_console = Console(soft_wrap=True)
     pct = lambda r: "–" if r["break_rate"] is None else f"{100 * r['break_rate']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] ({r['breaks']}/{r['trials']})"
     out_console.print(f"stopped: {result.stop_reason} after {m['calls']} target calls in {result.wall_seconds:.0f}s", markup=False)
-    out_console.print(f"seed break rate:    {pct(m['seed_break_rate'])}", markup=False)
-    out_console.print(f"archive break rate: {pct(m['archive_break_rate'])} over {m['archive_break_rate']['members']} evolved members", markup=False)
+    out_console.print(f"seed break rate:    {pct(m['seed_break_rate'])} (first trials of all {m['seed_break_rate']['members']} seeds)", markup=False)
+    out_console.print(f"archive break rate: {pct(m['archive_break_rate'])} (fresh confirmation trials of "
+                      f"{m['archive_break_rate']['members']} evolved elites)", markup=False)
+    clusters = m["breaking_clusters"]
+    out_console.print(f"archive: {m['archive_size']} elites (one per cluster) of {m['members']} members; breaking clusters: "
+                      f"{clusters['evolved']} evolved, {clusters['seeds']} seeds", markup=False)
     mut = m["mutations"]
     usable = "–" if mut["usable_fraction"] is None else f"{100 * mut['usable_fraction']:.0f}%"
-    out_console.print(f"archive size {m['archive_size']}; mutations {mut['calls']}, usable {mut['usable']} ({usable}), "
-                      f"duplicates {mut['duplicates']}, drifted {mut['drifted']}, inapplicable {mut['inapplicable']}", markup=False)
+    out_console.print(f"mutations {mut['calls']}, usable {mut['usable']} ({usable}), duplicates {mut['duplicates']}, "
+                      f"drifted {mut['drifted']}, inapplicable {mut['inapplicable']}", markup=False)
     out_console.print(f"wrote {run_dir}/archive.jsonl, metrics.json, report.md", markup=False)

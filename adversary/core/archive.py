@@ -26,6 +26,13 @@ class Candidate:
     operator: str
     generation: int
     parents: tuple[str, ...] = ()
+    bridge: str | None = None
+    """For a two-turn distractor, the user turn sent first; `text` is the pivot that follows the bot's reply."""
+
+    @property
+    def full_text(self) -> str:
+        """Everything the user says, bridge included: what novelty and duplicates are measured on."""
+        return f"{self.bridge} {self.text}" if self.bridge else self.text
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,20 @@ def test_init_then_run_then_resume_through_litellm(tiny_corpus, tmp_path):
     assert (run_dir / "archive.jsonl").read_text().strip()
 
 
+def test_the_example_config_states_the_defaults(tmp_path):
+    from dataclasses import asdict
+
+    from adversary.campaign import CampaignConfig
+    from adversary.cli.run_cmd import load_config_file
+
+    config = tmp_path / "campaign.yaml"
+    assert runner.invoke(app, ["init", str(config)]).exit_code == 0
+    written = load_config_file(config)
+    defaults = asdict(CampaignConfig())
+    assert {k: v for k, v in written.items() if k != "scenario_paths"} == {k: defaults[k] for k in written if k != "scenario_paths"}
+    assert set(written) == set(defaults)
+
+
 def test_bad_run_config_is_one_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("budget_call: 5\n")

@@ -107,8 +107,9 @@ def test_run_on_smollm2_with_the_embedded_mutator(tmp_path, tiny_corpus):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["calls"] == 40 and metrics["stop_reason"] == "budget_calls"
-    assert metrics["archive_size"] > 3
+    assert metrics["calls"] <= 40 and metrics["stop_reason"] in ("budget_calls", "archive confirmed")
+    assert metrics["members"] > 3 and 1 <= metrics["archive_size"] <= metrics["members"]
     assert metrics["mutations"]["calls"] > 0 and metrics["mutations"]["usable"] > 0
-    assert metrics["targets"]["local/smollm2"]["trials"] == 40
-    assert "seed break rate" in result.stdout
+    assert 0 < metrics["targets"]["local/smollm2"]["trials"] <= metrics["calls"]
+    assert metrics["elites_confirmed_break_rate"]["trials"] > 0, "the reserved budget confirmed some elites"
+    assert "seed break rate" in result.stdout and "archive break rate" in result.stdout

@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from adversary.campaign import CampaignConfig, CampaignProgress, load_resume_config, run_campaign
+from adversary.campaign import DEFAULT_STRATEGIES, CampaignConfig, CampaignProgress, load_resume_config, run_campaign
 from adversary.core.selection import SEARCH_MODES
 from adversary.corpus.project import read_text
 from adversary.errors import ConfigError
@@ -35,7 +35,8 @@ embedder: local/minilm          # novelty space: local/minilm or a litellm embed
 api_base: null                  # OpenAI-compatible base URL for non-local models
 
 search: novelty                 # novelty (novelty search with local competition) | greedy | random
-strategies: [tangential, emotional, socratic, subtler, crossover, paraphrase, llm-emotional, llm-socratic]
+# Mutation operators (adversary.strategies entry points; plugins add more). Also available: llm-subtler.
+strategies: [{strategies}]
 seed: 0
 
 # Budgets: the run stops cleanly at the first one reached; --resume continues with a larger one.
@@ -51,7 +52,12 @@ duplicate_threshold: 0.92       # cosine similarity at which a candidate duplica
 min_parent_similarity: 0.3      # a mutant less similar than this to its parent has drifted away
 temperature: 0.7
 max_tokens: 96
-"""
+
+# The archive is the fittest member of each embedding cluster. At the end, the budget's last share (what
+# confirming needs, at most confirm_fraction) re-measures the elites on fresh trials: archive_break_rate.
+confirm_fraction: 0.2
+confirm_trials: 4
+""".replace("{strategies}", ", ".join(DEFAULT_STRATEGIES))
 
 _FIELDS = {f.name for f in fields(CampaignConfig)}
 

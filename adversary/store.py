@@ -286,6 +286,17 @@ class Store:
         )
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
+    def break_counts_by_target(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """(breaks, valid trials) per target and distractor item."""
+        rows = self._db.execute(
+            """SELECT target, item_id, SUM(CASE WHEN in_scope = 0 THEN 1 ELSE 0 END), COUNT(*) FROM attempts
+               WHERE kind = 'distractor' AND status = 'ok' GROUP BY target, item_id"""
+        )
+        counts: dict[str, dict[str, tuple[int, int]]] = {}
+        for target, item, breaks, trials in rows:
+            counts.setdefault(target, {})[item] = (int(breaks), int(trials))
+        return counts
+
     def save_generation(self, generation: int, state: dict, stats: dict | None = None) -> None:
         """Record a generation: the search state a resume continues from, and its stats once it finished."""
         self._db.execute(

@@ -10,9 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from adversary.evaluation import EvalConfig, EvalProgress, run_eval
-from adversary.fileio import write_text_atomic
 from adversary.judges import DEFAULT_JUDGE
-from adversary.reports import render_markdown, summary_tables
+from adversary.reports import summary_tables, write_report
 
 FAIL_OVER_EXIT_CODE = 3
 
@@ -35,7 +34,7 @@ def eval_command(
     ),
     trials: int = typer.Option(3, "--trials", "-n", help="Times each distractor and control turn is sent (seeded sampling)."),
     seed: int = typer.Option(0, "--seed", help="Seed for placement and sampling; the same seed repeats the same requests."),
-    out: Path = typer.Option(None, "--out", "-o", help="Run directory (store, metrics.json, report.md). Default: runs/eval-TIMESTAMP. An existing run directory with the same options resumes."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (store, metrics.json, report.html/.md). Default: runs/eval-TIMESTAMP. An existing run directory with the same options resumes."),
     judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge: embedded (offline default), keyword (baseline), a litellm model, or topic-control:MODEL."),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local targets and judge, e.g. http://localhost:8000/v1."),
     temperature: float = typer.Option(0.7, "--temperature", help="Target sampling temperature."),
@@ -84,12 +83,12 @@ def eval_command(
             bar.stop()
             console.print(f"interrupted: finished attempts are saved in {run_dir}; run the same command again to resume")
             raise typer.Exit(130) from None
-    write_text_atomic(run_dir / "report.md", render_markdown(result.metrics))
+    write_report([run_dir], run_dir)
     stdout = Console()
     for table in summary_tables(result.metrics):
         stdout.print(table)
     stdout.print(f"wall time {result.wall_seconds:.1f}s; {result.attempts_run} attempts run, {result.attempts_skipped} resumed; "
-                  f"wrote {run_dir}/metrics.json and report.md", markup=False, soft_wrap=True)
+                  f"wrote {run_dir}/metrics.json, report.html, report.md", markup=False, soft_wrap=True)
     if fail_over is not None:
         worst = max((t.get("break_rate") or 0.0) for t in result.metrics["targets"].values())
         if worst > fail_over:

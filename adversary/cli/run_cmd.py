@@ -16,7 +16,7 @@ from adversary.core.selection import SEARCH_MODES
 from adversary.corpus.project import read_text
 from adversary.errors import ConfigError
 from adversary.fileio import write_text_atomic
-from adversary.reports import render_markdown
+from adversary.reports import write_report
 
 EXAMPLE_CONFIG = """\
 # adversary campaign config. Run it with:  adversary run campaign.yaml
@@ -147,7 +147,7 @@ def run_command(
             bar.stop()
             console.print(f"interrupted: everything finished is saved; continue with: adversary run --resume {run_dir}")
             raise typer.Exit(130) from None
-    write_text_atomic(run_dir / "report.md", render_markdown(result.metrics))
+    write_report([run_dir], run_dir)
     m = result.metrics
     out_console = Console(soft_wrap=True)
     pct = lambda r: "–" if r["break_rate"] is None else f"{100 * r['break_rate']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] ({r['breaks']}/{r['trials']})"
@@ -162,4 +162,4 @@ def run_command(
     usable = "–" if mut["usable_fraction"] is None else f"{100 * mut['usable_fraction']:.0f}%"
     out_console.print(f"mutations {mut['calls']}, usable {mut['usable']} ({usable}), duplicates {mut['duplicates']}, "
                       f"drifted {mut['drifted']}, inapplicable {mut['inapplicable']}", markup=False)
-    out_console.print(f"wrote {run_dir}/archive.jsonl, metrics.json, report.md", markup=False)
+    out_console.print(f"wrote {run_dir}/archive.jsonl, metrics.json, report.html, report.md", markup=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from adversary.cli import corpora_cmd, eval_cmd, models_cmd, report_cmd, run_cmd
+from adversary.cli import corpora_cmd, eval_cmd, export_cmd, models_cmd, report_cmd, run_cmd
 
 app = typer.Typer(
     name="adversary",
@@ -17,6 +17,7 @@ app.command("eval")(eval_cmd.eval_command)
 app.command("run")(run_cmd.run_command)
 app.command("init")(run_cmd.init_command)
 app.command("report")(report_cmd.report_command)
+app.command("export")(export_cmd.export_command)
 app.command("models")(models_cmd.models_command)
 app.add_typer(corpora_cmd.corpora_app, name="corpora")
 

@@ -1,0 +1,62 @@
+"""The dataset card (Markdown) written beside every export (pure)."""
+
+from __future__ import annotations
+
+
+def _table(counts: dict[str, int], label: str) -> list[str]:
+    lines = [f"| {label} | examples |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return lines
+
+
+def render_card(summary: dict) -> str:
+    """What the export contains, where it came from, how it was filtered and split."""
+    c = summary["config"]
+    layout = {
+        "sft": "TRL conversational SFT: one `{\"messages\": [...]}` per line (system prompt, dialogue up to the insertion "
+               "point, the distractor, then the ideal in-scope reply), plus in-scope control turns with in-scope answers.",
+        "dpo": "TRL conversational preference format: `{\"prompt\": [...], \"chosen\": [...], \"rejected\": [...]}`; "
+               "`rejected` is a target's real off-scope reply from the run's store.",
+        "canttalkaboutthis": "The CantTalkAboutThis release schema: `domain`, `scenario`, `system_instruction`, "
+                             "`conversation`, `distractors` (`{\"bot turn\", \"distractor\"}`), `conversation_with_distractors`.",
+    }[summary["format"]]
+    lines = [
+        "# adversary hard-negative dataset",
+        "",
+        f"Exported from `{summary['run_dir']}` in the `{summary['format']}` format. {layout}",
+        "Every negative row carries `metadata`: break rate with its Wilson 95% interval, targets broken, style, lineage, "
+        "judge and split (the CantTalkAboutThis format has no room for it; see export.json).",
+        "",
+        "## Provenance",
+        "",
+        f"- Targets broken: {', '.join(f'`{t}`' for t in summary['targets']) or 'none'}",
+        f"- Judge (break labels, and the check on every written reply): `{summary['judge']}`",
+        f"- Distractor scope check: `{summary['verifier']}` (distractors it finds in scope are not negatives)",
+        f"- Ideal replies: the scenario's fallback text where it defines one, otherwise written by "
+        f"`{summary['writer']}` and kept only when the judge finds it in scope and declining "
+        f"(controls: in scope and not declining), at most {c['tries_per_reply']} tries each",
+        "",
+        "## Selection",
+        "",
+        f"- {summary['found']} distractors broke a target in the run; {summary['exported']} exported.",
+        f"- Minimum break rate {c['min_break_rate']} (pooled over targets and trials; selected on the same trials, so "
+        "these rates are optimistic for the population the run sampled).",
+        f"- Near duplicates removed at cosine similarity {c['duplicate_threshold']} (sentence embeddings), keeping the "
+        "higher break rate; at most "
+        f"{c['max_per_scenario'] if c['max_per_scenario'] is not None else 'unlimited'} per scenario.",
+        "- Dropped: " + (", ".join(f"{k}: {v}" for k, v in sorted(summary["dropped"].items()) if v) or "none") + ".",
+        "",
+        "## Split",
+        "",
+        f"By scenario (seed {c['seed']}, test fraction {c['test_fraction']}): no scenario appears on both sides.",
+        "",
+    ]
+    for split, counts in summary["splits"].items():
+        lines += [f"### {split}", "",
+                  f"{counts['negatives']} negatives, {counts['controls']} controls, {counts['rows']} rows, "
+                  f"{len(counts['scenarios'])} scenarios: {', '.join(counts['scenarios']) or 'none'}.", ""]
+        if counts["by_style"]:
+            lines += _table(counts["by_style"], "style") + [""]
+        if counts["by_scenario"]:
+            lines += _table(counts["by_scenario"], "scenario") + [""]
+    return "\n".join(lines)

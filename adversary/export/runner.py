@@ -1,0 +1,277 @@
+"""`adversary export`: hard-negative training data from a run directory (eval or campaign).
+
+Reads the store (scenarios, attempts, candidates), picks distractors that broke targets, removes near
+duplicates, caps them per scenario, drops those the judge (or `--verify MODEL`) finds in scope, splits
+by scenario, writes ideal replies (the scenario's fallback, or a model's reply the judge accepts), adds
+in-scope controls, and writes train/test files plus a dataset card, all into the output folder at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from adversary.core.stats import wilson_interval
+from adversary.errors import ConfigError
+from adversary.export import formats
+from adversary.export.card import render_card
+from adversary.export.examples import Negative, cap_per_scenario, drop_near_duplicates, split_scenarios
+from adversary.export.writer import ReplyWriter
+from adversary.judges.base import Judge, JudgeInput
+from adversary.records import Message, Scenario
+from adversary.store import STORE_FILENAME, Store, StoreError
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export and how; `writer_model` writes ideal replies where a scenario has no fallback."""
+
+    fmt: str
+    min_break_rate: float = 0.5
+    max_per_scenario: int | None = None
+    controls_ratio: float = 0.5
+    test_fraction: float = 0.2
+    seed: int = 0
+    duplicate_threshold: float = 0.92
+    writer_model: str = "local/smollm2"
+    judge: str | None = None
+    verify: str | None = None
+    tries_per_reply: int = 3
+
+    def validate(self) -> None:
+        if self.fmt not in formats.FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(formats.FORMATS)}, not {self.fmt!r}")
+        if not 0.0 <= self.min_break_rate <= 1.0:
+            raise ConfigError("--min-break-rate must be between 0 and 1")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError("--test-fraction must be in [0, 1)")
+        if self.controls_ratio < 0:
+            raise ConfigError("--controls-ratio must be at least 0")
+        if self.max_per_scenario is not None and self.max_per_scenario < 1:
+            raise ConfigError("--max-per-scenario must be at least 1")
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    counts: dict = field(default_factory=dict)
+
+
+def load_negatives(store: Store) -> list[Negative]:
+    """Every distractor that broke at least one target, with one real broken conversation each."""
+    counts = store.break_counts_by_target()
+    pooled: dict[str, list[int]] = {}
+    broken_by: dict[str, list[str]] = {}
+    for target, items in counts.items():
+        for item, (breaks, trials) in items.items():
+            entry = pooled.setdefault(item, [0, 0])
+            entry[0] += breaks
+            entry[1] += trials
+            if breaks:
+                broken_by.setdefault(item, []).append(target)
+    scenarios = {s.id: s for s in store.load_corpus().scenarios}
+    lineage = {c["id"]: {"operator": c["operator"], "generation": c["generation"], "parents": c["parents"]}
+               for c in store.candidates(admitted_only=True)}
+    negatives: dict[str, Negative] = {}
+    for attempt in store.attempts("kind = 'distractor' AND status = 'ok' AND in_scope = 0"):
+        if attempt.item_id in negatives or attempt.scenario_id not in scenarios:
+            continue
+        breaks, trials = pooled[attempt.item_id]
+        negatives[attempt.item_id] = Negative(
+            item_id=attempt.item_id, scenario_id=attempt.scenario_id, domain=scenarios[attempt.scenario_id].domain,
+            text=attempt.messages[-1].content, style=attempt.style, prompt=attempt.messages, rejected=attempt.reply or "",
+            insertion_point=attempt.insertion_point, breaks=breaks, trials=trials, ci95=wilson_interval(breaks, trials),
+            targets_broken=tuple(sorted(broken_by.get(attempt.item_id, []))),
+            lineage=lineage.get(attempt.item_id, {"operator": "corpus"}),
+        )
+    return list(negatives.values())
+
+
+def _real_control_answers(store: Store) -> dict[str, list[tuple[tuple[Message, ...], str]]]:
+    """Targets' own replies to control turns that the judge found in scope and not refusing, per scenario."""
+    answers: dict[str, list[tuple[tuple[Message, ...], str]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for attempt in store.attempts("kind = 'control' AND status = 'ok' AND in_scope = 1 AND refusal = 0"):
+        if (attempt.scenario_id, attempt.item_id) in seen:
+            continue
+        seen.add((attempt.scenario_id, attempt.item_id))
+        answers.setdefault(attempt.scenario_id, []).append((attempt.messages, attempt.reply or ""))
+    return answers
+
+
+class Exporter:
+    """One export; construct with the run's store and the adapters, then `run()`."""
+
+    def __init__(self, config: ExportConfig, run_dir: Path, out_dir: Path, *, judge: Judge, writer: ReplyWriter | None,
+                 embedder, verifier: Judge | None = None, progress=lambda text: None):
+        self.config = config
+        self.run_dir = run_dir
+        self.out_dir = out_dir
+        self.judge = judge
+        self.writer = writer
+        self.embedder = embedder
+        self.verifier = verifier or judge
+        self.progress = progress
+        self.dropped: Counter[str] = Counter()
+
+    def _verdict(self, judge: Judge, system_prompt: str, history, user: str, response: str, fallback: str | None):
+        return judge.judge([JudgeInput(system_prompt=system_prompt, history=tuple(history), user=user, response=response,
+                                       fallback=fallback)])[0]
+
+    def _ideal(self, negative: Negative, scenario: Scenario) -> str | None:
+        """The scenario's fallback, or a written redirect that the judge finds in scope and refusing."""
+        if scenario.fallback:
+            return scenario.fallback
+        if self.writer is None:
+            return None
+        for _ in range(self.config.tries_per_reply):
+            reply = self.writer.redirect(scenario.system_prompt, negative.text)
+            if not reply:
+                continue
+            verdict = self._verdict(self.judge, scenario.system_prompt, negative.prompt[1:-1], negative.text, reply, None)
+            if verdict.in_scope and verdict.refusal:
+                return reply
+        return None
+
+    def _distractor_in_scope(self, negative: Negative, scenario: Scenario) -> bool:
+        """True when the verifier judges the distractor text itself to be within the scope."""
+        verdict = self._verdict(self.verifier, scenario.system_prompt, (), "(the customer's request)", negative.text, None)
+        return bool(verdict.in_scope) and not verdict.refusal
+
+    def _controls(self, scenarios: dict[str, Scenario], split: set[str], wanted: int, real) -> list[tuple[list[Message], str, str]]:
+        """Up to `wanted` in-scope (prompt, answer, scenario) controls from the split's scenarios, round robin."""
+        pools: list[list[tuple[list[Message], str | None, str]]] = []
+        for sid in sorted(split):
+            scenario = scenarios[sid]
+            pool = [(list(messages), answer, sid) for messages, answer in real.get(sid, [])]
+            known = {m[-1].content for m, _, _ in pool}
+            point = scenario.usable_insertion_points[-1]
+            for control in scenario.controls:
+                if control not in known:
+                    pool.append((scenario.messages_until(point) + [Message(role="user", content=control)], None, sid))
+            if pool:
+                pools.append(pool)
+        controls: list[tuple[list[Message], str, str]] = []
+        round_index = 0
+        while len(controls) < wanted and any(round_index < len(p) for p in pools):
+            for pool in pools:
+                if len(controls) >= wanted or round_index >= len(pool):
+                    continue
+                messages, answer, sid = pool[round_index]
+                if answer is None:
+                    answer = self._written_answer(scenarios[sid], messages)
+                if answer is None:
+                    self.dropped["control without an accepted answer"] += 1
+                    continue
+                controls.append((messages, answer, sid))
+            round_index += 1
+        return controls
+
+    def _written_answer(self, scenario: Scenario, messages: list[Message]) -> str | None:
+        if self.writer is None:
+            return None
+        for _ in range(self.config.tries_per_reply):
+            answer = self.writer.answer(scenario.system_prompt, messages[-1].content)
+            if not answer:
+                continue
+            verdict = self._verdict(self.judge, scenario.system_prompt, messages[1:-1], messages[-1].content, answer, None)
+            if verdict.in_scope and not verdict.refusal:
+                return answer
+        return None
+
+    def run(self) -> ExportResult:
+        c = self.config
+        with Store(self.run_dir / STORE_FILENAME) as store:
+            negatives = load_negatives(store)
+            scenarios = {s.id: s for s in store.load_corpus().scenarios}
+            real_controls = _real_control_answers(store)
+            run_config = store.get_meta("config") or {}
+        found = len(negatives)
+        negatives = [n for n in negatives if n.break_rate >= c.min_break_rate]
+        self.dropped["below --min-break-rate"] += found - len(negatives)
+        if negatives:
+            vectors = self.embedder.embed([n.text for n in negatives])
+            keep = drop_near_duplicates(negatives, vectors, c.duplicate_threshold)
+            self.dropped["near duplicate"] += len(negatives) - len(keep)
+            capped = cap_per_scenario(negatives, keep, c.max_per_scenario)
+            self.dropped["over --max-per-scenario"] += len(keep) - len(capped)
+            negatives = [negatives[i] for i in capped]
+        self.progress(f"checking {len(negatives)} distractors and writing ideal replies")
+        kept: list[tuple[Negative, str]] = []
+        for negative in negatives:
+            scenario = scenarios[negative.scenario_id]
+            if self._distractor_in_scope(negative, scenario):
+                self.dropped["distractor itself in scope"] += 1
+                continue
+            ideal = self._ideal(negative, scenario)
+            if ideal is None:
+                self.dropped["no accepted ideal reply"] += 1
+                continue
+            kept.append((negative, ideal))
+        train, test = split_scenarios([n.scenario_id for n, _ in kept], c.test_fraction, c.seed)
+        splits = {"train": train, "test": test}
+        files: dict[str, list[dict]] = {}
+        counts: dict[str, dict] = {}
+        judge_name = self.judge.name
+        for split_name, split in splits.items():
+            pairs = [(n, ideal) for n, ideal in kept if n.scenario_id in split]
+            rows: list[dict] = []
+            controls: list = []
+            if c.fmt == "sft":
+                rows = [formats.sft_negative(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
+                controls = self._controls(scenarios, split, round(c.controls_ratio * len(pairs)), real_controls)
+                rows += [formats.sft_control(m, answer, {"kind": "control", "scenario_id": sid, "judge": judge_name,
+                                                           "split": split_name}) for m, answer, sid in controls]
+            elif c.fmt == "dpo":
+                rows = [formats.dpo(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
+            else:
+                by_scenario: dict[str, list[tuple[Negative, str]]] = {}
+                for n, ideal in pairs:
+                    by_scenario.setdefault(n.scenario_id, []).append((n, ideal))
+                rows = [formats.canttalkaboutthis(scenarios[sid], group) for sid, group in sorted(by_scenario.items())]
+            if pairs or split_name == "train":
+                files[f"{split_name}.jsonl"] = rows
+            counts[split_name] = {
+                "negatives": len(pairs), "controls": len(controls), "rows": len(rows), "scenarios": sorted(split),
+                "by_style": dict(Counter(n.style or "unknown" for n, _ in pairs)),
+                "by_scenario": dict(Counter(n.scenario_id for n, _ in pairs)),
+            }
+        summary = {
+            "format": c.fmt, "run_dir": str(self.run_dir), "found": found, "exported": len(kept),
+            "dropped": dict(self.dropped), "splits": counts, "judge": judge_name, "verifier": self.verifier.name,
+            "writer": getattr(self.writer, "name", None), "targets": sorted({t for n, _ in kept for t in n.targets_broken}),
+            "config": asdict(c), "run_config": run_config,
+        }
+        self._write(files, summary)
+        return ExportResult(out_dir=self.out_dir, counts=summary)
+
+    def _write(self, files: dict[str, list[dict]], summary: dict) -> None:
+        """Write every file into a temporary folder beside the output, then move it into place at once."""
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.out_dir.parent, prefix=f".{self.out_dir.name}."))
+        try:
+            for name, rows in files.items():
+                (staging / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            (staging / "export.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            (staging / "README.md").write_text(render_card(summary), encoding="utf-8")
+            os.chmod(staging, 0o755)
+            os.replace(staging, self.out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def check_sources(run_dir: Path, out_dir: Path, force: bool) -> None:
+    """Clear errors before any work: the run must exist, the output must not (unless forced)."""
+    if not (run_dir / STORE_FILENAME).exists():
+        raise StoreError(f"{run_dir} holds no adversary store")
+    if out_dir.exists():
+        if not force:
+            raise ConfigError(f"{out_dir} already exists; pass --force to replace it")
+        shutil.rmtree(out_dir)
+

@@ -71,8 +71,8 @@ def campaign_dir(tmp_path_factory) -> Path:
     ]
     path = base / "corpus.yaml"
     path.write_text(yaml.safe_dump(corpus, sort_keys=False))
-    config = CampaignConfig(scenario_paths=(str(path),), targets=("fake",), judge="scripted", budget_calls=160, seed=3,
-                            candidates_per_generation=4)
+    config = CampaignConfig(scenario_paths=(str(path),), targets=("fake",), judge="scripted", budget_calls=200, seed=3,
+                            candidates_per_generation=4, strategies=("tangential", "emotional", "two-turn", "paraphrase"))
     run_campaign(config, base / "run", judge=Judge(), call=Target(), rewriter=Rewriter(), embedder=HashEmbedder())
     return base / "run"
 
@@ -103,6 +103,8 @@ def test_sft_rows_are_trl_conversations_with_controls_and_no_scenario_on_both_si
         roles = [m["role"] for m in row["messages"]]
         assert roles[0] == "system" and roles[-2:] == ["user", "assistant"]
     negatives = [r for r in train + test if r["metadata"]["kind"] == "negative"]
+    two_turn = [r for r in negatives if r["metadata"]["lineage"].get("operator") == "two-turn"]
+    assert two_turn and all(r["messages"][-3]["role"] == "assistant" for r in two_turn), "the bridge and its reply stay"
     assert all(r["messages"][-1]["content"].startswith(("Sorry", "I can only")) for r in negatives)
     assert all(r["metadata"]["break_rate"] >= 0.5 and r["metadata"]["ci95"][0] <= r["metadata"]["break_rate"] for r in negatives)
     assert any(r["metadata"]["kind"] == "control" for r in train)
@@ -141,6 +143,7 @@ def test_canttalkaboutthis_export_imports_again_with_its_distractors_in_place(ca
     assert sum(len(c.scenarios) for c in imported) == len(rows) and len(distractors) == exported
     assert {d.text for d in distractors} == {d["distractor"] for row in rows for d in row["distractors"]}
     assert all(d.bot_turn is not None for d in distractors), "each distractor goes back after its bot turn"
+    assert json.loads((tmp_path / "ctat" / "export.json").read_text())["dropped"].get("two-turn (the format has one distractor turn)")
 
 
 def test_near_duplicates_are_exported_once(campaign_dir, tmp_path):

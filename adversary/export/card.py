@@ -55,6 +55,10 @@ def render_card(summary: dict) -> str:
         lines += [f"### {split}", "",
                   f"{counts['negatives']} negatives, {counts['controls']} controls, {counts['rows']} rows, "
                   f"{len(counts['scenarios'])} scenarios: {', '.join(counts['scenarios']) or 'none'}.", ""]
+        if counts["trials"]:
+            lo, hi = counts["ci95"]
+            lines += [f"Pooled break rate of these negatives in the run: {100 * counts['break_rate']:.1f}% "
+                      f"[{100 * lo:.1f}, {100 * hi:.1f}] ({counts['breaks']}/{counts['trials']}).", ""]
         if counts["by_style"]:
             lines += _table(counts["by_style"], "style") + [""]
         if counts["by_scenario"]:

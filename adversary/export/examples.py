@@ -29,6 +29,8 @@ class Negative:
     ci95: tuple[float, float]
     targets_broken: tuple[str, ...]
     lineage: dict = field(default_factory=dict)
+    bridge: str | None = None
+    """For a two-turn distractor, the bridge turn sent before it (the prompt holds it and the target's reply)."""
 
     @property
     def break_rate(self) -> float:

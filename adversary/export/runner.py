@@ -88,6 +88,7 @@ def load_negatives(store: Store) -> list[Negative]:
             insertion_point=attempt.insertion_point, breaks=breaks, trials=trials, ci95=wilson_interval(breaks, trials),
             targets_broken=tuple(sorted(broken_by.get(attempt.item_id, []))),
             lineage=lineage.get(attempt.item_id, {"operator": "corpus"}),
+            bridge=attempt.messages[-3].content if attempt.calls == 2 else None,
         )
     return list(negatives.values())
 
@@ -205,6 +206,9 @@ class Exporter:
         kept: list[tuple[Negative, str]] = []
         for negative in negatives:
             scenario = scenarios[negative.scenario_id]
+            if c.fmt == "canttalkaboutthis" and negative.bridge:
+                self.dropped["two-turn (the format has one distractor turn)"] += 1
+                continue
             if self._distractor_in_scope(negative, scenario):
                 self.dropped["distractor itself in scope"] += 1
                 continue
@@ -236,8 +240,11 @@ class Exporter:
                 rows = [formats.canttalkaboutthis(scenarios[sid], group) for sid, group in sorted(by_scenario.items())]
             if pairs or split_name == "train":
                 files[f"{split_name}.jsonl"] = rows
+            breaks, trials = sum(n.breaks for n, _ in pairs), sum(n.trials for n, _ in pairs)
             counts[split_name] = {
                 "negatives": len(pairs), "controls": len(controls), "rows": len(rows), "scenarios": sorted(split),
+                "break_rate": breaks / trials if trials else None, "ci95": list(wilson_interval(breaks, trials)),
+                "breaks": breaks, "trials": trials,
                 "by_style": dict(Counter(n.style or "unknown" for n, _ in pairs)),
                 "by_scenario": dict(Counter(n.scenario_id for n, _ in pairs)),
             }

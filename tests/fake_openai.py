@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -37,6 +38,54 @@ def completion(text: str) -> dict:
     }
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (an injected timeout) makes the late write fail; that is expected, not news."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+FAULTS = ("429", "500", "timeout", "malformed", "empty", "truncated")
+
+
+class FaultInjector:
+    """A responder that fails a seeded share of requests with one of FAULTS and logs what it did per request.
+
+    `log` holds (fault or "ok", request body) in arrival order, so a test can recount what the server did.
+    """
+
+    def __init__(self, inner: Responder, rate: float, seed: int = 0, timeout_sleep_s: float = 1.5):
+        import random
+
+        self.inner = inner
+        self.rate = rate
+        self.random = random.Random(seed)
+        self.timeout_sleep_s = timeout_sleep_s
+        self.log: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict):
+        with self._lock:
+            fault = self.random.choice(FAULTS) if body.get("max_tokens") != 1 and self.random.random() < self.rate else "ok"
+            self.log.append((fault, body))
+        if fault == "ok":
+            return self.inner(body)
+        return Fault(fault, self.timeout_sleep_s)
+
+
+class Fault:
+    """What the fake server does instead of answering."""
+
+    def __init__(self, kind: str, sleep_s: float):
+        self.kind = kind
+        self.sleep_s = sleep_s
+
+
 class FakeOpenAI:
     """Context manager serving /v1/chat/completions and /v1/models with a responder; records requests."""
 
@@ -64,10 +113,41 @@ class FakeOpenAI:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 outer.requests.append({"headers": dict(self.headers), "body": body})
-                status, payload = outer.responder(body)
+                answer = outer.responder(body)
+                if isinstance(answer, Fault):
+                    self._fault(answer)
+                    return
+                status, payload = answer
                 self._send(status, payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            def _raw(self, status: int, data: bytes, length: int | None = None, headers: dict | None = None) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data) if length is None else length))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _fault(self, fault: "Fault") -> None:
+                error = json.dumps({"error": {"message": f"injected {fault.kind}", "type": "server_error"}}).encode()
+                if fault.kind == "429":
+                    self._raw(429, error, headers={"retry-after": "0"})
+                elif fault.kind == "500":
+                    self._raw(500, error)
+                elif fault.kind == "timeout":
+                    time.sleep(fault.sleep_s)
+                    self._raw(200, json.dumps(completion("too late")).encode())
+                elif fault.kind == "malformed":
+                    self._raw(200, b'{"id": "chatcmpl-fake", "choices": [{"message": ')
+                elif fault.kind == "empty":
+                    self._raw(200, json.dumps({**completion(""), "choices": []}).encode())
+                elif fault.kind == "truncated":
+                    data = json.dumps(completion("cut short")).encode()
+                    self._raw(200, data[: len(data) // 2], length=len(data))
+                    self.close_connection = True
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -7,9 +7,10 @@ from the environment and never stored in routes' reprs, logs or results.
 
 from __future__ import annotations
 
+import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import litellm
@@ -79,6 +80,8 @@ class ChatResult:
     completion_tokens: int = 0
     error: str | None = None
     cost_usd: float = 0.0
+    tries: int = 1
+    """Requests sent for this call: 1, plus one per retry after a 429, 5xx, timeout, lost connection or empty reply."""
 
     @property
     def ok(self) -> bool:
@@ -93,26 +96,67 @@ class Sampling:
     max_tokens: int = 96
     timeout_s: float = 120.0
     retries: int = 2
+    backoff_s: float = 1.0
+    """First retry waits up to this long (full jitter), doubling per retry up to `MAX_BACKOFF_S`; Retry-After wins."""
+
+
+MAX_BACKOFF_S = 60.0
+_RETRYABLE = (litellm.RateLimitError, litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.BadGatewayError,
+              litellm.APIConnectionError, litellm.Timeout)
+_jitter = random.Random()
+
+
+def retry_delay(retry: int, base_s: float, retry_after_s: float | None = None, draw: float | None = None) -> float:
+    """Seconds to wait before retry number `retry` (0-based): the server's Retry-After when it sent one,
+    else exponential backoff with full jitter, uniform in [0, min(cap, base * 2**retry)]."""
+    if retry_after_s is not None and retry_after_s >= 0:
+        return min(retry_after_s, MAX_BACKOFF_S)
+    ceiling = min(MAX_BACKOFF_S, base_s * 2**retry)
+    return ceiling * (_jitter.random() if draw is None else draw)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return float(headers.get("retry-after")) if headers.get("retry-after") is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def complete(route: ModelRoute, messages: list[dict[str, str]], sampling: Sampling, seed: int | None = None) -> ChatResult:
-    """One chat completion through litellm; failures come back as `ChatResult.error`."""
+    """One chat completion through litellm, retried on transient failures; a final failure comes back as
+    `ChatResult.error` (never raised), so callers record it as an error rather than a break or a hold."""
+    result = ChatResult(text=None, latency_s=0.0, error="not attempted")
+    spent = 0.0
+    for retry in range(sampling.retries + 1):
+        result, transient, retry_after = _complete_once(route, messages, sampling, seed)
+        spent += result.latency_s
+        result = replace(result, tries=retry + 1, latency_s=spent)
+        if result.ok or not transient or retry == sampling.retries:
+            return result
+        time.sleep(retry_delay(retry, sampling.backoff_s, retry_after))
+    return result
+
+
+def _complete_once(route: ModelRoute, messages, sampling: Sampling, seed: int | None) -> tuple[ChatResult, bool, float | None]:
+    """One request: (result, whether a failure is worth retrying, the server's Retry-After in seconds)."""
     start = time.perf_counter()
     kwargs = route.completion_kwargs()
-    kwargs.update(
-        messages=messages,
-        temperature=sampling.temperature,
-        max_tokens=sampling.max_tokens,
-        timeout=sampling.timeout_s,
-        num_retries=sampling.retries,
-    )
+    kwargs.update(messages=messages, temperature=sampling.temperature, max_tokens=sampling.max_tokens,
+                  timeout=sampling.timeout_s, num_retries=0)
     if seed is not None:
         kwargs["seed"] = seed
     try:
         response = litellm.completion(**kwargs)
     except Exception as exc:  # litellm raises many provider-specific types; all are call failures
-        return ChatResult(text=None, latency_s=time.perf_counter() - start, error=_describe(exc))
-    latency = time.perf_counter() - start
+        failed = ChatResult(text=None, latency_s=time.perf_counter() - start, error=_describe(exc))
+        return failed, isinstance(exc, _RETRYABLE), _retry_after(exc)
+    return _result(route, response, time.perf_counter() - start), True, None
+
+
+def _result(route: ModelRoute, response, latency: float) -> ChatResult:
+    """The ChatResult of a parsed response; no choices or no content is an error (and retried)."""
     choices = getattr(response, "choices", None) or []
     text = choices[0].message.content if choices and choices[0].message is not None else None
     usage = getattr(response, "usage", None)

@@ -193,16 +193,16 @@ class Campaign:
 
     # -- evaluation -------------------------------------------------------------------------------
     def _evaluate(self, cid: str, trials: int, first_trial: int | None = None) -> None:
-        """Run `trials` more trials of a member on every target, skipping attempts already stored.
+        """Run `trials` trials of a member on every target, skipping attempts already stored.
 
-        Trials continue after the member's valid ones unless `first_trial` is given (confirmation).
+        Trials continue after the member's valid ones unless `first_trial` is given; confirmation trials
+        (numbered from CONFIRM_TRIAL_BASE) are stored but do not feed the search's fitness.
         """
         candidate = self.archive.get(cid).candidate
         scenario_id, home = self.places[cid]
         scenario = self.scenarios[scenario_id]
         points = scenario.usable_insertion_points
         done = self.store.finished_keys()
-        confirming = first_trial is not None
         if first_trial is None:
             first_trial = self.archive.get(cid).trials // max(1, len(self.config.targets))
         for trial in range(first_trial, first_trial + trials):
@@ -222,7 +222,7 @@ class Campaign:
                 if attempt.status == "ok":
                     valid += 1
                     breaks += int(bool(attempt.broke))
-            if valid and not confirming:
+            if valid and trial < CONFIRM_TRIAL_BASE:
                 self.archive.record(cid, breaks, valid)
 
     def _attempt(self, key, target, route, placement, trial, seed, scenario, candidate):
@@ -271,7 +271,7 @@ class Campaign:
             "id": candidate.id, "text": candidate.text, "style": candidate.style, "scenario_id": candidate.scenario_id,
             "insertion_point": point, "operator": candidate.operator, "generation": candidate.generation,
             "parents": list(candidate.parents), "admitted": admitted, "reason": reason, "novelty": novelty,
-            "bridge": candidate.bridge,
+            "bridge": candidate.bridge, "vector": vector if admitted else None,
         })
         return admitted
 
@@ -320,9 +320,12 @@ class Campaign:
                       generation=row["generation"], parents=tuple(row["parents"]), bridge=row["bridge"])
             for row in stored
         ]
-        vectors = self.embedder.embed([c.full_text for c in candidates]) if candidates else None
+        missing = [c.full_text for c, row in zip(candidates, stored) if row["vector"] is None]
+        fresh = iter(self.embedder.embed(missing)) if missing else iter(())
+        # Stored vectors make replay exact: re-embedding in other batches can shift floats and so the search.
+        vectors = [row["vector"] if row["vector"] is not None else next(fresh) for row in stored]
         counts = self.store.trial_counts(end_trial=CONFIRM_TRIAL_BASE)
-        for row, candidate, vector in zip(stored, candidates, vectors if vectors is not None else []):
+        for row, candidate, vector in zip(stored, candidates, vectors):
             if self.archive.add(candidate, vector):
                 self.places[candidate.id] = (row["scenario_id"], row["insertion_point"])
                 breaks, trials = counts.get(candidate.id, (0, 0))
@@ -343,13 +346,16 @@ class Campaign:
         rng = np.random.default_rng(c.seed)
         if generations:
             rng.bit_generator.state = generations[-1][1]["rng"]
-            self._elite_count = len(self.elite_ids())
+            finished = [g[2] for g in generations if g[2]]
+            self._elite_count = finished[-1]["archive_size"] if finished else 0
             self.progress.on_message(f"resuming at generation {next_generation} with {len(self.archive)} archive members and {self.calls()} calls")
             if self.store.get_meta("confirming") is not None and not self._search_over():
                 self.store.set_meta("confirming", None)
                 self.progress.on_message("the budget was raised: the search continues before the archive is confirmed")
         try:
             self._finish_pending()
+            if generations and generations[-1][2] is None:
+                self._finish_generation(generations[-1][0])
             if next_generation == 0:
                 seeds = self._seed_candidates(rng)
                 vectors = self.embedder.embed([candidate.full_text for candidate, _ in seeds])
@@ -361,9 +367,16 @@ class Campaign:
                 self._finish_generation(0)
                 next_generation = 1
             generation = next_generation
-            while not self._search_over() and self.store.get_meta("confirming") is None:
-                self._check_budget()
-                self._give_more_trials()
+            while True:
+                plan = self.store.get_meta("plan")
+                if plan is None or plan["generation"] != generation:
+                    if self._search_over() or self.store.get_meta("confirming") is not None:
+                        break
+                    self._check_budget()
+                    plan = {"generation": generation, "extra_trials": self._plan_more_trials()}
+                    self.store.set_meta("plan", plan)
+                for cid, first_trial, count in plan["extra_trials"]:
+                    self._evaluate(cid, count, first_trial=first_trial)
                 proposals = self._mutants(generation, rng)
                 vectors = self.embedder.embed([p[0].full_text for p in proposals]) if proposals else []
                 with self.store.transaction():
@@ -411,14 +424,16 @@ class Campaign:
             if per_target < self.config.initial_trials:
                 self._evaluate(elite.candidate.id, self.config.initial_trials - per_target)
 
-    def _give_more_trials(self) -> None:
-        """Spend extra trials on members whose posterior could still beat the archive's upper quartile."""
+    def _plan_more_trials(self) -> list[tuple[str, int, int]]:
+        """(member, first trial, count) of extra trials for members whose posterior could still beat the
+        archive's upper quartile. The plan is stored before it runs, so a resumed run finishes the same plan."""
         elites = [e for e in self.archive.elites if e.trials]
         if len(elites) < 4:
-            return
+            return []
         bar = float(np.quantile([fitness_of(e) for e in elites], 0.75))
         targets = max(1, len(self.config.targets))
         ranked = sorted(elites, key=lambda e: -e.fitness.mean)[: self.config.candidates_per_generation]
+        plan = []
         for elite in ranked:
             per_target = elite.trials // targets
             more = extra_trials(
@@ -426,7 +441,8 @@ class Campaign:
                 initial=self.config.initial_trials, maximum=self.config.max_trials, bar=bar,
             )
             if more:
-                self._evaluate(elite.candidate.id, more)
+                plan.append((elite.candidate.id, per_target, more))
+        return plan
 
     def _finish_generation(self, generation: int) -> None:
         elite_ids = self.elite_ids()

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from adversary.core.metrics import Outcome
 from adversary.errors import AdversaryError
 from adversary.records import Attempt, Corpus, Distractor, Message, Scenario, Verdict
@@ -76,6 +78,9 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE attempts ADD COLUMN calls INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE candidates ADD COLUMN bridge TEXT
+    """,
+    """
+    ALTER TABLE candidates ADD COLUMN vector BLOB
     """,
 ]
 
@@ -259,10 +264,10 @@ class Store:
         """Record a proposed candidate, admitted to the archive or not (with the reason)."""
         self._db.execute(
             """INSERT OR IGNORE INTO candidates (id, text, style, scenario_id, insertion_point, operator, generation,
-                   parents_json, admitted, reason, novelty, bridge) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   parents_json, admitted, reason, novelty, bridge, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (row["id"], row["text"], row["style"], row["scenario_id"], row["insertion_point"], row["operator"],
              row["generation"], json.dumps(row["parents"]), int(row["admitted"]), row.get("reason"), row.get("novelty"),
-             row.get("bridge")),
+             row.get("bridge"), None if row.get("vector") is None else np.asarray(row["vector"], dtype="<f4").tobytes()),
         )
 
     def candidates(self, admitted_only: bool = False) -> list[dict]:
@@ -270,11 +275,12 @@ class Store:
         where = "WHERE admitted = 1" if admitted_only else ""
         rows = self._db.execute(
             f"""SELECT id, text, style, scenario_id, insertion_point, operator, generation, parents_json, admitted,
-                       reason, novelty, bridge FROM candidates {where} ORDER BY seq"""
+                       reason, novelty, bridge, vector FROM candidates {where} ORDER BY seq"""
         ).fetchall()
         keys = ("id", "text", "style", "scenario_id", "insertion_point", "operator", "generation", "parents", "admitted",
-                "reason", "novelty", "bridge")
-        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8]), r[9], r[10], r[11]))) for r in rows]
+                "reason", "novelty", "bridge", "vector")
+        return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8]), r[9], r[10], r[11],
+                                None if r[12] is None else np.frombuffer(r[12], dtype="<f4")))) for r in rows]
 
     def trial_counts(self, first_trial: int = 0, end_trial: int | None = None) -> dict[str, tuple[int, int]]:
         """(breaks, valid trials) per distractor item over every target, for trial numbers in [first, end)."""

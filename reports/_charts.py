@@ -25,6 +25,12 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _error_bars(rates: list[tuple[float, list[float]]]) -> tuple[list[float], list[float]]:
+    """Distances from each rate to its interval ends, in percent; never negative (Wilson ends can round past
+    a rate of exactly 0 or 1)."""
+    return ([max(0.0, 100 * (rate - ci[0])) for rate, ci in rates], [max(0.0, 100 * (ci[1] - rate)) for rate, ci in rates])
+
+
 def rate_bars(title: str, groups: dict[str, dict]) -> str | None:
     """Horizontal bars of break rate per group with Wilson 95% error bars."""
     entries = [(str(k), v) for k, v in groups.items() if v.get("trials")]
@@ -32,8 +38,7 @@ def rate_bars(title: str, groups: dict[str, dict]) -> str | None:
         return None
     labels = [k if len(k) <= 40 else k[:39] + "…" for k, _ in entries]
     rates = [100 * v["rate"] for _, v in entries]
-    low = [100 * (v["rate"] - v["ci95"][0]) for _, v in entries]
-    high = [100 * (v["ci95"][1] - v["rate"]) for _, v in entries]
+    low, high = _error_bars([(v["rate"], v["ci95"]) for _, v in entries])
     figure, axes = plt.subplots(figsize=(6.4, 0.6 + 0.32 * len(entries)))
     positions = list(range(len(entries)))[::-1]
     axes.barh(positions, rates, xerr=[low, high], color=BREAK_COLOUR, alpha=0.8, capsize=3)
@@ -102,8 +107,7 @@ def comparison_bars(names: list[str], rates: list[float | None], cis: list[list[
         return None
     figure, axes = plt.subplots(figsize=(6.4, 0.8 + 0.4 * len(entries)))
     positions = list(range(len(entries)))[::-1]
-    axes.barh(positions, [100 * r for _, r, _ in entries],
-              xerr=[[100 * (r - c[0]) for _, r, c in entries], [100 * (c[1] - r) for _, r, c in entries]],
+    axes.barh(positions, [100 * r for _, r, _ in entries], xerr=list(_error_bars([(r, c) for _, r, c in entries])),
               color=BREAK_COLOUR, alpha=0.8, capsize=3)
     axes.set_yticks(positions, [n for n, _, _ in entries])
     axes.set_xlim(0, 100)

@@ -55,3 +55,11 @@ def test_pca_map_has_two_coordinates_per_row():
     vectors = np.random.default_rng(0).normal(size=(7, 5))
     assert pca_2d(vectors).shape == (7, 2)
     assert pca_2d(vectors[:1]).shape == (1, 2)
+
+
+def test_rate_charts_accept_interval_ends_that_round_past_the_rate():
+    from adversary.reports._charts import rate_bars
+
+    groups = {"all broke": {"rate": 1.0, "ci95": [0.6, 0.9999999999], "trials": 5},
+              "none broke": {"rate": 0.0, "ci95": [1e-12, 0.4], "trials": 5}}
+    assert rate_bars("edge cases", groups).startswith("data:image/png;base64,")

@@ -7,6 +7,7 @@ from the environment and never stored in routes' reprs, logs or results.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -65,8 +66,9 @@ def resolve_route(name: str, servers: LocalServers | None, api_base: str | None 
         endpoint = servers.endpoint(name)
         return ModelRoute(name=name, litellm_model=endpoint.litellm_model, api_base=endpoint.api_base, api_key=LOCAL_API_KEY)
     if "/" not in name and api_base:
-        # A bare model name on an OpenAI-compatible server.
-        return ModelRoute(name=name, litellm_model=f"openai/{name}", api_base=api_base, api_key=LOCAL_API_KEY if api_base else None)
+        # A bare model name on an OpenAI-compatible server: its key from OPENAI_API_KEY when the server needs one.
+        key = os.environ.get("OPENAI_API_KEY") or LOCAL_API_KEY
+        return ModelRoute(name=name, litellm_model=f"openai/{name}", api_base=api_base, api_key=key)
     return ModelRoute(name=name, litellm_model=name, api_base=api_base)
 
 

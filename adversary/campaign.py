@@ -478,7 +478,7 @@ def _pooled(counts: list[tuple[int, int]]) -> dict:
     trials = sum(t for _, t in counts)
     lo, hi = wilson_interval(breaks, trials)
     return {"break_rate": breaks / trials if trials else None, "ci95": [lo, hi], "breaks": breaks, "trials": trials,
-            "members": len(counts)}
+            "members": len(counts), "members_with_trials": sum(1 for _, t in counts if t)}
 
 
 def mutation_summary(per_operator: dict[str, dict[str, int]], archive: NoveltyArchive) -> dict:

@@ -153,8 +153,9 @@ def run_command(
     pct = lambda r: "–" if r["break_rate"] is None else f"{100 * r['break_rate']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] ({r['breaks']}/{r['trials']})"
     out_console.print(f"stopped: {result.stop_reason} after {m['calls']} target calls in {result.wall_seconds:.0f}s", markup=False)
     out_console.print(f"seed break rate:    {pct(m['seed_break_rate'])} (first trials of all {m['seed_break_rate']['members']} seeds)", markup=False)
-    out_console.print(f"archive break rate: {pct(m['archive_break_rate'])} (fresh confirmation trials of "
-                      f"{m['archive_break_rate']['members']} evolved elites)", markup=False)
+    archive = m["archive_break_rate"]
+    out_console.print(f"archive break rate: {pct(archive)} (fresh confirmation trials of {archive['members_with_trials']} "
+                      f"of {archive['members']} evolved elites)", markup=False)
     clusters = m["breaking_clusters"]
     out_console.print(f"archive: {m['archive_size']} elites (one per cluster) of {m['members']} members; breaking clusters: "
                       f"{clusters['evolved']} evolved, {clusters['seeds']} seeds", markup=False)

@@ -120,6 +120,10 @@ class BudgetExhausted(Exception):
     """Raised inside the loop when a budget is spent; the campaign stops cleanly."""
 
 
+class SearchOver(Exception):
+    """Raised mid-generation when only the confirmation reserve is left; the campaign goes on to confirm."""
+
+
 def candidate_id(text: str, scenario_id: str, insertion_point: int, bridge: str | None = None) -> str:
     """Content-derived id: the same turns in the same place are the same candidate."""
     turns = text if bridge is None else f"{bridge}|{text}"
@@ -163,6 +167,7 @@ class Campaign:
         self.started = time.perf_counter()
         self.spent_usd = 0.0
         self._elite_count = 0
+        self._searching = True
         self.mutations: dict[str, dict[str, int]] = {}
         """Per operator: mutation calls and what became of them; saved with each generation for resume."""
 
@@ -215,6 +220,8 @@ class Campaign:
                 if key in done:
                     continue
                 self._check_budget()
+                if self._searching and self._search_over():
+                    raise SearchOver
                 seed = trial_seed(self.config.seed, placement.key, trial)
                 attempt = self._attempt(key, target, route, placement, trial, seed, scenario, candidate)
                 self.store.add_attempt(attempt)
@@ -353,43 +360,55 @@ class Campaign:
                 self.store.set_meta("confirming", None)
                 self.progress.on_message("the budget was raised: the search continues before the archive is confirmed")
         try:
-            self._finish_pending()
-            if generations and generations[-1][2] is None:
-                self._finish_generation(generations[-1][0])
-            if next_generation == 0:
-                seeds = self._seed_candidates(rng)
-                vectors = self.embedder.embed([candidate.full_text for candidate, _ in seeds])
-                with self.store.transaction():
-                    for (candidate, point), vector in zip(seeds, vectors):
-                        self._admit(candidate, point, vector, None)
-                    self._save_state(0, rng)
-                self._finish_pending()
-                self._finish_generation(0)
-                next_generation = 1
-            generation = next_generation
-            while True:
-                plan = self.store.get_meta("plan")
-                if plan is None or plan["generation"] != generation:
-                    if self._search_over() or self.store.get_meta("confirming") is not None:
-                        break
-                    self._check_budget()
-                    plan = {"generation": generation, "extra_trials": self._plan_more_trials()}
-                    self.store.set_meta("plan", plan)
-                for cid, first_trial, count in plan["extra_trials"]:
-                    self._evaluate(cid, count, first_trial=first_trial)
-                proposals = self._mutants(generation, rng)
-                vectors = self.embedder.embed([p[0].full_text for p in proposals]) if proposals else []
-                with self.store.transaction():
-                    for (candidate, point, parent_id), vector in zip(proposals, vectors):
-                        self._admit(candidate, point, vector, self.archive.vector(parent_id))
-                    self._save_state(generation, rng)
-                self._finish_pending()
-                self._finish_generation(generation)
-                generation += 1
+            resuming_confirmation = generations and (self.store.get_meta("confirming") is not None or self._search_over())
+            if not resuming_confirmation:
+                self._run_search(next_generation, generations, rng)
+        except SearchOver:
+            pass
+        except BudgetExhausted as stop:
+            return str(stop)
+        try:
             self._confirm_archive()
             return "archive confirmed"
         except BudgetExhausted as stop:
             return str(stop)
+
+    def _run_search(self, next_generation: int, generations: list, rng: np.random.Generator) -> None:
+        """Seeds (generation 0), then generations of planned extra trials, mutants and their initial trials,
+        until only the confirmation reserve is left (checked before every call, so no generation overruns it)."""
+        self._finish_pending()
+        if generations and generations[-1][2] is None:
+            self._finish_generation(generations[-1][0])
+        if next_generation == 0:
+            seeds = self._seed_candidates(rng)
+            vectors = self.embedder.embed([candidate.full_text for candidate, _ in seeds])
+            with self.store.transaction():
+                for (candidate, point), vector in zip(seeds, vectors):
+                    self._admit(candidate, point, vector, None)
+                self._save_state(0, rng)
+            self._finish_pending()
+            self._finish_generation(0)
+            next_generation = 1
+        generation = next_generation
+        while True:
+            plan = self.store.get_meta("plan")
+            if plan is None or plan["generation"] != generation:
+                if self._search_over() or self.store.get_meta("confirming") is not None:
+                    break
+                self._check_budget()
+                plan = {"generation": generation, "extra_trials": self._plan_more_trials()}
+                self.store.set_meta("plan", plan)
+            for cid, first_trial, count in plan["extra_trials"]:
+                self._evaluate(cid, count, first_trial=first_trial)
+            proposals = self._mutants(generation, rng)
+            vectors = self.embedder.embed([p[0].full_text for p in proposals]) if proposals else []
+            with self.store.transaction():
+                for (candidate, point, parent_id), vector in zip(proposals, vectors):
+                    self._admit(candidate, point, vector, self.archive.vector(parent_id))
+                self._save_state(generation, rng)
+            self._finish_pending()
+            self._finish_generation(generation)
+            generation += 1
 
     def elite_ids(self) -> list[str]:
         """The archive of the best: the fittest evaluated member of each embedding cluster (core.clusters)."""
@@ -407,6 +426,7 @@ class Campaign:
         the archive's break rate is measured on these confirmation trials only. The elite list is
         fixed in the store when confirmation starts, so a resumed run confirms the same members.
         """
+        self._searching = False
         ids = self.store.get_meta("confirming")
         if ids is None:
             ranked = sorted(self.elite_ids(), key=lambda i: (self.archive.get(i).candidate.operator == "seed",

@@ -164,3 +164,11 @@ def test_starting_over_an_existing_campaign_is_refused(tiny_corpus, tmp_path):
     _run(tiny_corpus, tmp_path / "run", budget=20)
     with pytest.raises(StoreError, match="--resume"):
         _run(tiny_corpus, tmp_path / "run", budget=20)
+
+
+@pytest.mark.parametrize("budget", [30, 40, 57])
+def test_a_small_budget_still_keeps_its_confirmation_reserve(tiny_corpus, tmp_path, budget):
+    result, target = _run(tiny_corpus, tmp_path / "run", budget=budget)
+    m = result.metrics
+    assert m["calls"] == len(target.calls) <= budget
+    assert m["elites_confirmed_break_rate"]["trials"] > 0, "the search stopped in time to confirm some elites"

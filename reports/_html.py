@@ -153,7 +153,7 @@ def _target_rows(report: RunReport) -> list[dict]:
                 charts.append({"alt": f"break rate by {label}", "src": src})
         rows.append({
             "name": name, "break_rate": pct(t.get("break_rate")), "ci": interval(t.get("ci95")), "trials": t.get("trials"),
-            "over_refusal": f"{pct(t.get('over_refusal'))} {interval(t.get('over_refusal_ci95'))}",
+            "over_refusal": "–" if t.get("over_refusal") is None else f"{pct(t['over_refusal'])} {interval(t.get('over_refusal_ci95'))}",
             "ar_id": pct(ote.get("AR_ID")), "rr_ood": pct(ote.get("RR_OOD")), "os": pct(ote.get("OS")),
             "errors": sum(t.get("errors", {}).values()), "charts": charts,
         })

@@ -41,14 +41,8 @@ class RunReport:
         return self.metrics.get("kind", "eval")
 
 
-def _hardest(store: Store, counts: dict[str, dict[str, tuple[int, int]]]) -> list[dict]:
+def _hardest(store: Store, pooled: dict[str, tuple[int, int]]) -> list[dict]:
     """The distractors with the highest posterior break rate over all targets, with real off-scope replies."""
-    pooled: dict[str, list[int]] = {}
-    for items in counts.values():
-        for item, (breaks, trials) in items.items():
-            entry = pooled.setdefault(item, [0, 0])
-            entry[0] += breaks
-            entry[1] += trials
     ranked = sorted(pooled.items(), key=lambda kv: (-BetaPosterior(kv[1][0], kv[1][1] - kv[1][0]).mean, kv[0]))
     hardest = []
     for item, (breaks, trials) in ranked[:HARDEST]:
@@ -96,15 +90,16 @@ def collect(run_dir: Path, embed: bool = True) -> RunReport:
         totals = store.totals()
         counts = store.break_counts_by_target()
         report = RunReport(name=run_dir.name, run_dir=run_dir, metrics=metrics, totals=totals)
-        report.hardest = _hardest(store, counts)
+        pooled = store.trial_counts()
+        report.hardest = _hardest(store, pooled)
         if len(counts) > 1:
             report.transfer = transfer_matrix(counts)
         if embed:
-            _add_embedding_figures(report, store, counts)
+            _add_embedding_figures(report, store, pooled)
     return report
 
 
-def _add_embedding_figures(report: RunReport, store: Store, counts: dict[str, dict[str, tuple[int, int]]]) -> None:
+def _add_embedding_figures(report: RunReport, store: Store, pooled: dict[str, tuple[int, int]]) -> None:
     """Diversity of seeds versus archive, and the archive's 2-D map (runs); diversity of the set (evals)."""
     config = report.metrics.get("config", {})
     embedder = get_embedder(config.get("embedder", DEFAULT_EMBEDDING_MODEL), api_base=config.get("api_base"))
@@ -112,14 +107,12 @@ def _add_embedding_figures(report: RunReport, store: Store, counts: dict[str, di
         members = store.candidates(admitted_only=True)
         seeds = [m for m in members if m["operator"] == "seed"]
         archive = _archive_rows(report.run_dir)
-        pooled: dict[str, tuple[int, int]] = {}
-        for items in counts.values():
-            for item, (b, n) in items.items():
-                pb, pn = pooled.get(item, (0, 0))
-                pooled[item] = (pb + b, pn + n)
         texts = {m["id"]: (f"{m['bridge']} {m['text']}" if m.get("bridge") else m["text"]) for m in members}
         ids = list(texts)
-        vectors = embedder.embed([texts[i] for i in ids]) if ids else np.zeros((0, 1))
+        missing = [texts[m["id"]] for m in members if m["vector"] is None]
+        fresh = iter(embedder.embed(missing)) if missing else iter(())
+        # The campaign stored each member's vector; only stores from before schema 4 need embedding again.
+        vectors = np.stack([m["vector"] if m["vector"] is not None else next(fresh) for m in members]) if ids else np.zeros((0, 1))
         position = {cid: i for i, cid in enumerate(ids)}
         seed_ids = [m["id"] for m in seeds]
         elite_ids = [row["id"] for row in archive if row["id"] in position]

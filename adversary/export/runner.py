@@ -64,14 +64,10 @@ class ExportResult:
 
 def load_negatives(store: Store) -> list[Negative]:
     """Every distractor that broke at least one target, with one real broken conversation each."""
-    counts = store.break_counts_by_target()
-    pooled: dict[str, list[int]] = {}
+    pooled = store.trial_counts()
     broken_by: dict[str, list[str]] = {}
-    for target, items in counts.items():
-        for item, (breaks, trials) in items.items():
-            entry = pooled.setdefault(item, [0, 0])
-            entry[0] += breaks
-            entry[1] += trials
+    for target, items in store.break_counts_by_target().items():
+        for item, (breaks, _) in items.items():
             if breaks:
                 broken_by.setdefault(item, []).append(target)
     scenarios = {s.id: s for s in store.load_corpus().scenarios}

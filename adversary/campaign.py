@@ -23,13 +23,15 @@ from adversary.core.archive import Candidate, Elite, NoveltyArchive
 from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
 from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, trial_seed
+from adversary.core.schedule import PrefixKey, prefix_order
 from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, select_parents
 from adversary.core.stats import wilson_interval
 from adversary.errors import ConfigError
-from adversary.evaluation import attempt_key, judged_attempt, load_eval_corpus
+from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
 from adversary.fileio import write_json_atomic, write_text_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, build_judge
-from adversary.models.chat import ModelRoute, Sampling, check_reachable, complete, resolve_route
+from adversary.models.call_cache import CachedChat
+from adversary.models.chat import ChatResult, Sampling, check_reachable, resolve_route
 from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
@@ -124,6 +126,35 @@ class SearchOver(Exception):
     """Raised mid-generation when only the confirmation reserve is left; the campaign goes on to confirm."""
 
 
+@dataclass(frozen=True)
+class PlannedCall:
+    """One unfinished attempt of a member: a trial on one target at the trial's insertion point."""
+
+    key: str
+    target: str
+    placement: Placement
+    trial: int
+    candidate: Candidate
+
+    def prefix_key(self) -> PrefixKey:
+        return (self.target, self.placement.scenario_id, self.placement.insertion_point, self.candidate.bridge or "")
+
+
+@dataclass(frozen=True)
+class RepliedCall:
+    """A planned call after the target answered (or failed): the messages sent and the results."""
+
+    call: PlannedCall
+    result: ChatResult
+    messages: tuple[Message, ...]
+    bridge_result: ChatResult | None = None
+    """The target's reply to a two-turn candidate's bridge turn (None for one-turn candidates or a failed bridge)."""
+
+    @property
+    def calls(self) -> int:
+        return 1 if self.bridge_result is None else 2
+
+
 def candidate_id(text: str, scenario_id: str, insertion_point: int, bridge: str | None = None) -> str:
     """Content-derived id: the same turns in the same place are the same candidate."""
     turns = text if bridge is None else f"{bridge}|{text}"
@@ -153,7 +184,7 @@ class Campaign:
         self.embedder = embedder or get_embedder(config.embedder, api_base=config.api_base)
         self.archive: NoveltyArchive | None = None
         self.places: dict[str, tuple[str, int]] = {}
-        self._chat = call or complete
+        self._chat = call or CachedChat()
         self._routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base) for t in config.targets}
         if call is None:
             for route in self._routes.values():
@@ -165,6 +196,8 @@ class Campaign:
             self.rewriter = LLMRewriter(route)
         self.sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
         self.started = time.perf_counter()
+        self._calls = store.calls()
+        self._done = store.finished_keys()
         self.spent_usd = 0.0
         self._elite_count = 0
         self._searching = True
@@ -173,7 +206,8 @@ class Campaign:
 
     # -- budget ---------------------------------------------------------------------------------
     def calls(self) -> int:
-        return self.store.calls()
+        """Target calls spent so far (kept in memory; the store's sum at start plus every stored attempt)."""
+        return self._calls
 
     def _search_over(self) -> bool:
         """True once what is left of a budget is what confirming the archive needs: fresh trials for every
@@ -197,63 +231,91 @@ class Campaign:
             raise BudgetExhausted("max_minutes")
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _evaluate(self, cid: str, trials: int, first_trial: int | None = None) -> None:
-        """Run `trials` trials of a member on every target, skipping attempts already stored.
-
-        Trials continue after the member's valid ones unless `first_trial` is given; confirmation trials
-        (numbered from CONFIRM_TRIAL_BASE) are stored but do not feed the search's fitness.
-        """
-        candidate = self.archive.get(cid).candidate
-        scenario_id, home = self.places[cid]
-        scenario = self.scenarios[scenario_id]
-        points = scenario.usable_insertion_points
-        done = self.store.finished_keys()
-        if first_trial is None:
-            first_trial = self.archive.get(cid).trials // max(1, len(self.config.targets))
-        for trial in range(first_trial, first_trial + trials):
-            point = rotated_insertion_point(points, home, trial)
+    def _planned_calls(self, jobs: list[tuple[str, int]]) -> list[PlannedCall]:
+        """Unfinished target calls of (member, trial) jobs, one per target, in prefix order."""
+        planned = []
+        for cid, trial in jobs:
+            candidate = self.archive.get(cid).candidate
+            scenario_id, home = self.places[cid]
+            scenario = self.scenarios[scenario_id]
+            point = rotated_insertion_point(scenario.usable_insertion_points, home, trial)
             placement = Placement(kind="distractor", scenario_id=scenario_id, item_id=cid, text=candidate.text,
                                   style=candidate.style, insertion_point=point)
-            breaks = valid = 0
-            for target, route in self._routes.items():
+            for target in self._routes:
                 key = attempt_key(target, placement, trial)
-                if key in done:
-                    continue
+                if key not in self._done:
+                    planned.append(PlannedCall(key=key, target=target, placement=placement, trial=trial, candidate=candidate))
+        return prefix_order(planned, PlannedCall.prefix_key)
+
+    def _run_trials(self, jobs: list[tuple[str, int]]) -> None:
+        """Run (member, trial) jobs on every target, skipping attempts already stored.
+
+        Calls run in prefix order (core.schedule) so the local server reuses its prompt cache; replies
+        are judged in batches of one prefix group (one embedding batch) and committed at once, so a kill
+        loses at most one group's unjudged calls. Confirmation trials (numbered from CONFIRM_TRIAL_BASE)
+        are stored but do not feed the search's fitness.
+        """
+        pending: list[RepliedCall] = []
+        try:
+            for call in self._planned_calls(jobs):
+                if pending and pending[-1].call.prefix_key() != call.prefix_key():
+                    self._judge_and_store(pending)
                 self._check_budget()
                 if self._searching and self._search_over():
                     raise SearchOver
-                seed = trial_seed(self.config.seed, placement.key, trial)
-                attempt = self._attempt(key, target, route, placement, trial, seed, scenario, candidate)
-                self.store.add_attempt(attempt)
-                self.progress.on_call(self.calls())
-                if attempt.status == "ok":
-                    valid += 1
-                    breaks += int(bool(attempt.broke))
-            if valid and trial < CONFIRM_TRIAL_BASE:
-                self.archive.record(cid, breaks, valid)
+                pending.append(self._call(call))
+                self._calls += pending[-1].calls
+        finally:
+            self._judge_and_store(pending)
 
-    def _attempt(self, key, target, route, placement, trial, seed, scenario, candidate):
-        """One judged trial; a two-turn candidate first sends its bridge and keeps the target's own reply."""
-        messages = scenario.messages_until(placement.insertion_point)
+    def _call(self, call: PlannedCall) -> RepliedCall:
+        """The target's reply to one planned call; a two-turn candidate first sends its bridge and keeps
+        the target's own reply to it."""
+        scenario = self.scenarios[call.placement.scenario_id]
+        route = self._routes[call.target]
+        seed = trial_seed(self.config.seed, call.placement.key, call.trial)
+        messages = scenario.messages_until(call.placement.insertion_point)
         bridge_result = None
-        if candidate.bridge:
-            messages = messages + [Message(role="user", content=candidate.bridge)]
+        if call.candidate.bridge:
+            messages = messages + [Message(role="user", content=call.candidate.bridge)]
             bridge_result = self._chat(route, [m.model_dump() for m in messages], self.sampling, seed)
             self.spent_usd += getattr(bridge_result, "cost_usd", 0.0)
             if not bridge_result.ok:
-                return judged_attempt(key, target, placement, trial, seed, messages, bridge_result, self.judge, scenario.fallback)
+                return RepliedCall(call, bridge_result, tuple(messages))
             messages = messages + [Message(role="assistant", content=bridge_result.text)]
-        messages = messages + [Message(role="user", content=candidate.text)]
+        messages = messages + [Message(role="user", content=call.candidate.text)]
         result = self._chat(route, [m.model_dump() for m in messages], self.sampling, seed)
         self.spent_usd += getattr(result, "cost_usd", 0.0)
-        attempt = judged_attempt(key, target, placement, trial, seed, messages, result, self.judge, scenario.fallback)
-        if bridge_result is None:
-            return attempt
-        return attempt.model_copy(update={
-            "calls": 2, "latency_s": attempt.latency_s + bridge_result.latency_s,
-            "prompt_tokens": attempt.prompt_tokens + bridge_result.prompt_tokens,
-            "completion_tokens": attempt.completion_tokens + bridge_result.completion_tokens,
-        })
+        return RepliedCall(call, result, tuple(messages), bridge_result)
+
+    def _judge_and_store(self, pending: list[RepliedCall]) -> None:
+        """Judge a batch of replies together and commit each as an attempt; empties `pending` first, so a
+        failure here is never retried by the caller's cleanup."""
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()
+        judged = judged_attempts([
+            CallOutcome(key=r.call.key, target=r.call.target, placement=r.call.placement, trial=r.call.trial,
+                        seed=trial_seed(self.config.seed, r.call.placement.key, r.call.trial), messages=r.messages,
+                        result=r.result, fallback=self.scenarios[r.call.placement.scenario_id].fallback)
+            for r in batch
+        ], self.judge)
+        with self.store.transaction():
+            for replied, attempt in zip(batch, judged):
+                bridge_result, call = replied.bridge_result, replied.call
+                if bridge_result is not None:
+                    attempt = attempt.model_copy(update={
+                        "calls": 2, "latency_s": attempt.latency_s + bridge_result.latency_s,
+                        "prompt_tokens": attempt.prompt_tokens + bridge_result.prompt_tokens,
+                        "completion_tokens": attempt.completion_tokens + bridge_result.completion_tokens,
+                    })
+                self.store.add_attempt(attempt)
+                if attempt.status == "ok":
+                    self._done.add(attempt.key)
+                    if call.trial < CONFIRM_TRIAL_BASE:
+                        self.archive.record(call.candidate.id, int(not attempt.verdict.in_scope), 1)
+        self.progress.on_call(self._calls)
 
     # -- archive building -----------------------------------------------------------------------
     def _count(self, operator: str, outcome: str) -> None:
@@ -333,11 +395,12 @@ class Campaign:
         vectors = [row["vector"] if row["vector"] is not None else next(fresh) for row in stored]
         counts = self.store.trial_counts(end_trial=CONFIRM_TRIAL_BASE)
         for row, candidate, vector in zip(stored, candidates, vectors):
-            if self.archive.add(candidate, vector):
-                self.places[candidate.id] = (row["scenario_id"], row["insertion_point"])
-                breaks, trials = counts.get(candidate.id, (0, 0))
-                if trials:
-                    self.archive.record(candidate.id, breaks, trials)
+            novelty = row["novelty"] if row["novelty"] is not None else float(self.archive.novelty(vector)[0])
+            self.archive.restore(candidate, vector, novelty)
+            self.places[candidate.id] = (row["scenario_id"], row["insertion_point"])
+            breaks, trials = counts.get(candidate.id, (0, 0))
+            if trials:
+                self.archive.record(candidate.id, breaks, trials)
         generations = self.store.generations()
         if generations:
             self.mutations = {op: dict(counts) for op, counts in generations[-1][1]["mutations"].items()}
@@ -398,8 +461,7 @@ class Campaign:
                 self._check_budget()
                 plan = {"generation": generation, "extra_trials": self._plan_more_trials()}
                 self.store.set_meta("plan", plan)
-            for cid, first_trial, count in plan["extra_trials"]:
-                self._evaluate(cid, count, first_trial=first_trial)
+            self._run_trials([(cid, t) for cid, first, count in plan["extra_trials"] for t in range(first, first + count)])
             proposals = self._mutants(generation, rng)
             vectors = self.embedder.embed([p[0].full_text for p in proposals]) if proposals else []
             with self.store.transaction():
@@ -411,8 +473,10 @@ class Campaign:
             generation += 1
 
     def elite_ids(self) -> list[str]:
-        """The archive of the best: the fittest evaluated member of each embedding cluster (core.clusters)."""
-        evaluated = [e for e in self.archive.elites if e.trials]
+        """The archive of the best: the fittest member of each embedding cluster (core.clusters) of breaking
+        members. A cluster whose best member holds more often than it breaks has no elite: the archive is
+        where the breaking distractors are, one per distinct kind."""
+        evaluated = [e for e in self.archive.elites if is_breaking(e)]
         if not evaluated:
             return []
         labels = cluster_labels(np.stack([self.archive.vector(e.candidate.id) for e in evaluated]))
@@ -434,15 +498,15 @@ class Campaign:
             self.store.set_meta("confirming", ranked)
             ids = ranked
             self.progress.on_message(f"confirming {len(ids)} elites with {self.config.confirm_trials} fresh trials each")
-        for cid in ids:
-            self._evaluate(cid, self.config.confirm_trials, first_trial=CONFIRM_TRIAL_BASE)
+        # Chunks of elites in priority order, each in prefix order: if the budget ends first, the
+        # highest-priority elites were confirmed. Chunks are fixed by the list, so a resume runs the same calls.
+        size = self.config.candidates_per_generation
+        for start in range(0, len(ids), size):
+            self._run_trials([(cid, CONFIRM_TRIAL_BASE + t) for cid in ids[start:start + size] for t in range(self.config.confirm_trials)])
 
     def _finish_pending(self) -> None:
         """Give every member its initial trials (also those left unfinished by a killed run)."""
-        for elite in self.archive.elites:
-            per_target = elite.trials // max(1, len(self.config.targets))
-            if per_target < self.config.initial_trials:
-                self._evaluate(elite.candidate.id, self.config.initial_trials - per_target)
+        self._run_trials([(e.candidate.id, t) for e in self.archive.elites for t in range(self.config.initial_trials)])
 
     def _plan_more_trials(self) -> list[tuple[str, int, int]]:
         """(member, first trial, count) of extra trials for members whose posterior could still beat the
@@ -595,13 +659,15 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
         "evolved_search_break_rate": _pooled([(e.breaks, e.trials) for e in evolved]),
         "breaking_clusters": {"seeds": _breaking_clusters(archive, seeds), "evolved": _breaking_clusters(archive, evolved),
                               "all": _breaking_clusters(archive, archive.elites)},
+        "breaking_members": {"seeds": sum(map(is_breaking, seeds)), "evolved": sum(map(is_breaking, evolved))},
         "mutations": mutations,
         "mutator": mutator,
         "generations": [g[2] for g in store.generations() if g[2]],
         "wall_seconds": round(wall_seconds, 2),
         "cost_usd": round(campaign.spent_usd, 6),
         "definitions": {
-            "archive": "the elites: the fittest member (Beta posterior mean - 1 sd) of each embedding cluster",
+            "archive": "the elites: among members whose Beta posterior mean break rate is above 0.5, the fittest "
+                       "(posterior mean - 1 sd) of each embedding cluster",
             "clusters": f"average-linkage agglomerative clustering of unit embeddings cut at cosine distance {CLUSTER_DISTANCE}",
             "seed_break_rate": f"pooled breaks / valid trials of every seed over its first {config.initial_trials} trials "
                                "(trials every seed gets, so no selection bias), measured in this run",
@@ -610,6 +676,7 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
             "elites_confirmed_break_rate": "as archive_break_rate, over every elite including seeds that stayed best",
             "evolved_search_break_rate": "pooled breaks / valid search trials of every evolved member (selection-biased)",
             "breaking_clusters": "clusters among members whose Beta posterior mean break rate is above 0.5",
+            "breaking_members": "members whose Beta posterior mean break rate (search trials) is above 0.5",
             "trials": "each trial of a member uses the next of its scenario's insertion points, cycling",
         },
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,11 +19,13 @@ import numpy as np
 from adversary import __version__
 from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, plan_placements, trial_seed
+from adversary.core.schedule import prefix_order
 from adversary.corpus import load_corpus, starter_corpus_dir, load_path
 from adversary.errors import ConfigError
 from adversary.fileio import write_json_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge
-from adversary.models.chat import ModelRoute, Sampling, check_reachable, complete, resolve_route
+from adversary.models.call_cache import CachedChat
+from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, resolve_route
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
@@ -113,12 +115,6 @@ def _limit_distractors(corpus: Corpus, limit: int | None, rng: np.random.Generat
     return Corpus(scenarios=corpus.scenarios, distractors=tuple(corpus.distractors[i] for i in chosen))
 
 
-def _prefix_order(placements: list[Placement], corpus: Corpus) -> list[Placement]:
-    """Group placements by scenario and insertion point so consecutive prompts share a prefix."""
-    rank = {s.id: i for i, s in enumerate(corpus.scenarios)}
-    return sorted(placements, key=lambda p: (rank[p.scenario_id], p.insertion_point))
-
-
 def run_eval(
     config: EvalConfig,
     run_dir: Path,
@@ -144,7 +140,8 @@ def run_eval(
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     corpus = _limit_distractors(load_eval_corpus(config.scenario_paths, notes), config.max_distractors, rng)
-    placements = _prefix_order(plan_placements(corpus, rng, placements_per_distractor=config.placements_per_distractor), corpus)
+    placements = prefix_order(plan_placements(corpus, rng, placements_per_distractor=config.placements_per_distractor),
+                              lambda p: ("", p.scenario_id, p.insertion_point, ""))
     scenarios = {s.id: s for s in corpus.scenarios}
     for note in notes:
         progress.on_message(note)
@@ -165,7 +162,7 @@ def run_eval(
         )
         progress.on_plan(total, skipped)
         sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
-        chat = call or complete
+        chat = call or CachedChat()
         routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base) for t in config.targets}
         if call is None:
             for route in routes.values():
@@ -182,14 +179,20 @@ def run_eval(
                 history = scenario.messages_until(placement.insertion_point)
                 messages = history + [Message(role="user", content=placement.text)]
                 payload = [m.model_dump() for m in messages]
+                finished = []
                 for trial in range(config.trials):
                     key = attempt_key(target, placement, trial)
                     if key in done:
                         continue
                     seed = trial_seed(config.seed, placement.key, trial)
                     result = chat(route, payload, sampling, seed)
-                    attempt = judged_attempt(key, target, placement, trial, seed, messages, result, judge, scenario.fallback)
-                    store.add_attempt(attempt)
+                    finished.append(CallOutcome(key=key, target=target, placement=placement, trial=trial, seed=seed,
+                                                messages=tuple(messages), result=result, fallback=scenario.fallback))
+                attempts = judged_attempts(finished, judge)
+                with store.transaction():
+                    for attempt in attempts:
+                        store.add_attempt(attempt)
+                for attempt in attempts:
                     ran += 1
                     progress.on_attempt(attempt)
         metrics = build_metrics(store, config, judge.name, time.perf_counter() - started)
@@ -204,25 +207,56 @@ def run_eval(
     )
 
 
-def judged_attempt(key, target, placement, trial, seed, messages, result, judge, fallback) -> Attempt:
-    """The stored record of one call: an error when the call or the judge failed, else a judged reply."""
-    base = dict(
-        key=key, target=target, kind=placement.kind, scenario_id=placement.scenario_id, item_id=placement.item_id,
-        style=placement.style, insertion_point=placement.insertion_point, trial=trial, seed=seed,
-        messages=tuple(messages), latency_s=result.latency_s, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
+@dataclass(frozen=True)
+class CallOutcome:
+    """A finished target call waiting for its verdict: what was sent, and the reply or the error."""
+
+    key: str
+    target: str
+    placement: Placement
+    trial: int
+    seed: int
+    messages: tuple[Message, ...]
+    result: ChatResult
+    fallback: str | None = None
+
+
+def judged_attempts(outcomes: Sequence[CallOutcome], judge: Judge) -> list[Attempt]:
+    """The stored records of finished calls, judged in one batch (the judge embeds all replies at once).
+    A failed call is an error; a judge failure makes every reply of the batch an error, never a verdict."""
+    attempts: list[Attempt | None] = [None] * len(outcomes)
+    to_judge: list[int] = []
+    for index, outcome in enumerate(outcomes):
+        if outcome.result.ok:
+            to_judge.append(index)
+        else:
+            attempts[index] = _attempt(outcome, status="error", error=outcome.result.error)
+    if to_judge:
+        items = []
+        for index in to_judge:
+            messages, result = outcomes[index].messages, outcomes[index].result
+            items.append(JudgeInput(system_prompt=messages[0].content, history=tuple(messages[1:-1]), user=messages[-1].content,
+                                    response=result.text, fallback=outcomes[index].fallback))
+        try:
+            verdicts = judge.judge(items)
+        except JudgeError as exc:
+            verdicts = [None] * len(items)
+            failure = f"judge: {exc}"
+        for index, verdict in zip(to_judge, verdicts):
+            reply = outcomes[index].result.text
+            attempts[index] = (_attempt(outcomes[index], reply=reply, status="error", error=failure) if verdict is None
+                               else _attempt(outcomes[index], reply=reply, verdict=verdict))
+    return attempts
+
+
+def _attempt(outcome: CallOutcome, **fields) -> Attempt:
+    placement, result = outcome.placement, outcome.result
+    return Attempt(
+        key=outcome.key, target=outcome.target, kind=placement.kind, scenario_id=placement.scenario_id,
+        item_id=placement.item_id, style=placement.style, insertion_point=placement.insertion_point, trial=outcome.trial,
+        seed=outcome.seed, messages=outcome.messages, latency_s=result.latency_s, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, **fields,
     )
-    if not result.ok:
-        return Attempt(**base, status="error", error=result.error)
-    item = JudgeInput(
-        system_prompt=messages[0].content, history=tuple(messages[1:-1]), user=messages[-1].content,
-        response=result.text, fallback=fallback,
-    )
-    try:
-        verdict = judge.judge([item])[0]
-    except JudgeError as exc:
-        return Attempt(**base, reply=result.text, status="error", error=f"judge: {exc}")
-    return Attempt(**base, reply=result.text, verdict=verdict)
 
 
 def build_metrics(store: Store, config: EvalConfig, judge_name: str, wall_seconds: float) -> dict[str, object]:

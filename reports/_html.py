@@ -75,7 +75,7 @@ failed calls are neither breaks nor holds.</p>
 <table>
 <tr><th>seed break rate</th><td class="num">{{ run.search.seed }}</td><td class="small muted">first trials every seed gets</td></tr>
 <tr><th>archive break rate</th><td class="num">{{ run.search.archive }}</td><td class="small muted">fresh confirmation trials of the evolved elites</td></tr>
-<tr><th>archive</th><td class="num">{{ run.search.archive_size }} elites of {{ run.search.members }} members</td><td class="small muted">fittest member of each embedding cluster</td></tr>
+<tr><th>archive</th><td class="num">{{ run.search.archive_size }} elites of {{ run.search.members }} members</td><td class="small muted">fittest breaking member of each embedding cluster</td></tr>
 <tr><th>breaking clusters</th><td class="num">{{ run.search.clusters }}</td><td class="small muted">evolved / seeds</td></tr>
 <tr><th>mutations</th><td class="num">{{ run.search.mutations }}</td><td class="small muted">usable = admitted to the archive</td></tr>
 <tr><th>stopped</th><td>{{ run.search.stop_reason }}</td><td></td></tr>

@@ -84,7 +84,9 @@ def test_init_then_run_then_resume_through_litellm(tiny_corpus, tmp_path):
         assert resumed.exit_code == 0, resumed.output
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["calls"] == 60 and metrics["stop_reason"] in ("budget_calls", "archive confirmed")
-    assert (run_dir / "archive.jsonl").read_text().strip()
+    elites = [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines()]
+    assert len(elites) == metrics["archive_size"] == metrics["breaking_clusters"]["all"]
+    assert all(e["posterior_mean"] > 0.5 for e in elites), "the archive holds breaking members only"
 
 
 def test_the_example_config_states_the_defaults(tmp_path):

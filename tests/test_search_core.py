@@ -112,3 +112,15 @@ def test_best_per_cluster_picks_the_top_scorer_of_each_cluster(rows):
     assert len(best) == len(set(labels))
     for index in best:
         assert scores[index] == max(s for l, s in rows if l == labels[index])
+
+
+@given(vectors)
+@settings(max_examples=60, deadline=None)
+def test_restoring_admitted_members_rebuilds_the_same_archive(matrix):
+    built = _fill(matrix)
+    restored = NoveltyArchive(dimensions=DIM, k_neighbors=3, duplicate_threshold=0.9)
+    for elite in built.elites:
+        restored.restore(elite.candidate, built.vector(elite.candidate.id), elite.novelty)
+    assert restored.elites == built.elites
+    probe = _unit(np.random.default_rng(0).normal(size=(3, DIM)))
+    assert np.allclose(restored.novelty(probe), built.novelty(probe))

@@ -53,7 +53,7 @@ min_parent_similarity: 0.3      # a mutant less similar than this to its parent 
 temperature: 0.7
 max_tokens: 96
 
-# The archive is the fittest member of each embedding cluster. At the end, the budget's last share (what
+# The archive is the fittest breaking member of each embedding cluster. At the end, the budget's last share (what
 # confirming needs, at most confirm_fraction) re-measures the elites on fresh trials: archive_break_rate.
 confirm_fraction: 0.2
 confirm_trials: 4

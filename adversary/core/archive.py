@@ -143,6 +143,17 @@ class NoveltyArchive:
         self._index.add(vector)
         return True
 
+    def restore(self, candidate: Candidate, vector: np.ndarray, novelty: float) -> None:
+        """Re-admit a member that `add` admitted before (replaying a store): same order, same vector, so the
+        duplicate check would pass again; skipping it makes replaying a large archive linear, not quadratic."""
+        vector = self._check(vector)
+        if candidate.id in self._position:
+            raise ValueError(f"{candidate.id} is already a member")
+        self._position[candidate.id] = len(self._elites)
+        self._elites.append(Elite(candidate=candidate, novelty=float(novelty)))
+        self._vectors.append(vector[0])
+        self._index.add(vector)
+
     def record(self, candidate_id: str, breaks: int, trials: int) -> Elite:
         """Add trial outcomes to a member."""
         if breaks < 0 or trials < breaks:

@@ -56,6 +56,11 @@ class EmbeddingJudge:
         return exemplars[:64] or [item.system_prompt[:1000]]
 
     def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
+        """Verdicts for `items`; every reply sentence and user turn of the batch is embedded in one call first."""
+        texts = [item.user for item in items]
+        for item in items:
+            texts.extend(split_sentences(item.response.strip()) or [item.response.strip()])
+        self._embedder.embed([t for t in texts if t])
         return [self._judge_one(item) for item in items]
 
     def _judge_one(self, item: JudgeInput) -> Verdict:

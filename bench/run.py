@@ -1,0 +1,410 @@
+"""adversary's benchmark suite: where a campaign's time goes, and how fast and how well it searches.
+
+    python bench/run.py [--quick] [--json] [--only SECTION ...]
+
+Sections (each figure is taken in this one run, on this machine):
+  overhead    a real campaign on local/smollm2: share of wall time outside model calls, with a breakdown
+  engine      candidates per second against a zero-latency in-process target (real embedder, judge, store)
+  prefix      target calls per second in prefix-grouped order (the campaign's scheduler) vs interleaved
+  embed       embedding texts per second batched vs one at a time; the campaign's embed cache hit rate
+  search      novelty, greedy and random at equal call budgets, three seeds each (skipped with --quick)
+  scale       novelty query latency at 100,000 archive members; store insert and query rates at 1,000,000
+              attempts (100,000 with --quick)
+
+--quick finishes in under 10 minutes on 2 cores; the full run prints its own duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import numpy as np  # noqa: E402
+
+import adversary.campaign as campaign_module  # noqa: E402
+from adversary.campaign import CampaignConfig, run_campaign  # noqa: E402
+from adversary.core.archive import Candidate, NoveltyArchive  # noqa: E402
+from adversary.core.schedule import prefix_order, shared_prefix_fraction  # noqa: E402
+from adversary.corpus import load_path, starter_corpus_dir  # noqa: E402
+from adversary.models.call_cache import CachedChat  # noqa: E402
+from adversary.models.chat import ChatResult, Sampling, complete, resolve_route  # noqa: E402
+from adversary.models.embedder import get_embedder  # noqa: E402
+from adversary.models.local_server import LocalServers  # noqa: E402
+from adversary.records import Attempt, Message, Verdict  # noqa: E402
+from adversary.store import Store  # noqa: E402
+
+TEMPLATE_STRATEGIES = ("tangential", "emotional", "socratic", "subtler", "two-turn", "crossover")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Sections:
+    """Self time per named section; a section called inside another is subtracted from the outer one."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._stack: list[list[float]] = []
+
+    @contextlib.contextmanager
+    def timing(self, section: str):
+        frame = [time.perf_counter(), 0.0]
+        self._stack.append(frame)
+        try:
+            yield
+        finally:
+            self._stack.pop()
+            elapsed = time.perf_counter() - frame[0]
+            self.seconds[section] = self.seconds.get(section, 0.0) + elapsed - frame[1]
+            self.counts[section] = self.counts.get(section, 0) + 1
+            if self._stack:
+                self._stack[-1][1] += elapsed
+
+    def wrap(self, function: Callable, section: str) -> Callable:
+        def timed(*args, **kwargs):
+            with self.timing(section):
+                return function(*args, **kwargs)
+        return timed
+
+    def patch(self, owner, name: str, section: str, stack: contextlib.ExitStack) -> None:
+        """Time `owner.name` (a class or object attribute) until `stack` closes."""
+        original = getattr(owner, name)
+        setattr(owner, name, self.wrap(original, section))
+        stack.callback(setattr, owner, name, original)
+
+    def patch_context(self, owner, name: str, section: str, stack: contextlib.ExitStack) -> None:
+        """Time a context-manager method (`Store.transaction`) around its whole `with` block."""
+        original = getattr(owner, name)
+        sections = self
+
+        @contextlib.contextmanager
+        def timed(*args, **kwargs):
+            with sections.timing(section), original(*args, **kwargs) as value:
+                yield value
+        setattr(owner, name, timed)
+        stack.callback(setattr, owner, name, original)
+
+
+def _instrumented_campaign(config: CampaignConfig, run_dir: Path, servers: LocalServers | None, call=None) -> tuple[dict, Sections, float, object]:
+    """Run a campaign with every engine stage timed; returns metrics, sections, wall seconds and the embedder."""
+    sections = Sections()
+    embedder = get_embedder(config.embedder)
+    embedder.embed = sections.wrap(embedder.embed, "embed")
+    chat = sections.wrap(call or CachedChat(complete), "model")
+    with contextlib.ExitStack() as stack:
+        for name in ("add", "restore", "novelty", "is_duplicate", "nearest_similarity", "current_novelty", "record"):
+            sections.patch(NoveltyArchive, name, "novelty", stack)
+        for name in ("add_attempt", "add_candidate", "save_generation", "set_meta", "get_meta", "finished_keys",
+                     "trial_counts", "calls", "candidates", "generations", "attempts", "totals", "outcomes"):
+            sections.patch(Store, name, "store", stack)
+        sections.patch_context(Store, "transaction", "store", stack)
+        for name in ("elite_ids", "_plan_more_trials"):
+            sections.patch(campaign_module.Campaign, name, "selection and clustering", stack)
+        sections.patch(campaign_module, "judged_attempts", "judge", stack)
+        sections.patch(campaign_module, "write_outputs", "outputs", stack)
+        original_init = campaign_module.Campaign.__init__
+
+        def init(self, *args, **kwargs):
+            original_init(self, *args, **kwargs)
+            if self.rewriter is not None:
+                for method in ("rewrite", "lead_in"):
+                    if hasattr(self.rewriter, method):
+                        setattr(self.rewriter, method, sections.wrap(getattr(self.rewriter, method), "model"))
+        campaign_module.Campaign.__init__ = init
+        stack.callback(setattr, campaign_module.Campaign, "__init__", original_init)
+        started = time.perf_counter()
+        result = run_campaign(config, run_dir, servers=servers, call=chat, embedder=embedder)
+        wall = time.perf_counter() - started
+    return result.metrics, sections, wall, embedder
+
+
+def _breakdown(sections: Sections, wall: float) -> dict:
+    measured = sum(sections.seconds.values())
+    parts = {name: round(seconds, 3) for name, seconds in sorted(sections.seconds.items(), key=lambda kv: -kv[1])}
+    parts["other (campaign code, corpus loading)"] = round(max(0.0, wall - measured), 3)
+    return parts
+
+
+def bench_overhead(servers: LocalServers, budget: int, workdir: Path) -> dict:
+    log(f"overhead: a {budget}-call campaign on local/smollm2 (novelty search, default strategies)")
+    config = CampaignConfig(budget_calls=budget, seed=11)
+    metrics, sections, wall, _ = _instrumented_campaign(config, workdir / "overhead", servers)
+    model = sections.seconds.get("model", 0.0)
+    outside = wall - model
+    return {
+        "engine_overhead_fraction": round(outside / wall, 4),
+        "goal": "<= 0.10",
+        "wall_seconds": round(wall, 1),
+        "model_seconds": round(model, 1),
+        "target_calls": metrics["calls"],
+        "model_calls_including_mutator": sections.counts.get("model", 0),
+        "seconds_per_target_call": round(wall / max(1, metrics["calls"]), 3),
+        "breakdown_seconds": _breakdown(sections, wall),
+    }
+
+
+def _zero_latency_target(route, messages, sampling, seed=None) -> ChatResult:
+    """An in-process target that answers instantly: off-scope content for odd seeds, a redirect otherwise."""
+    if (seed or 0) % 2:
+        user = messages[-1]["content"]
+        text = f"Sure! Here is what I know. {user} It is a fascinating subject with a long history and many opinions."
+    else:
+        text = "I'm sorry, I can only help with questions about this service. Is there anything else I can do?"
+    return ChatResult(text=text, latency_s=0.0, prompt_tokens=0, completion_tokens=0)
+
+
+def bench_engine(budget: int, workdir: Path) -> dict:
+    log(f"engine: a {budget}-call campaign against a zero-latency in-process target (template strategies, real embedder, judge, store)")
+    config = CampaignConfig(budget_calls=budget, seed=3, strategies=TEMPLATE_STRATEGIES, targets=("instant-target",),
+                            mutator="instant-target")
+    metrics, sections, wall, embedder = _instrumented_campaign(config, workdir / "engine", None, call=_zero_latency_target)
+    with Store.open(workdir / "engine") as store:
+        proposed = len(store.candidates())
+    return {
+        "candidates_per_second": round(proposed / wall, 2),
+        "attempts_per_second": round(metrics["calls"] / wall, 2),
+        "candidates_proposed": proposed,
+        "target_calls": metrics["calls"],
+        "wall_seconds": round(wall, 2),
+        "breakdown_seconds": _breakdown(sections, wall),
+        "embed_cache_hit_rate": round(embedder.hits / max(1, embedder.hits + embedder.misses), 4),
+        "texts_embedded": embedder.misses,
+        "texts_requested": embedder.hits + embedder.misses,
+    }
+
+
+def _prefix_jobs(per_group: int, groups: int) -> list[tuple[tuple, list[dict]]]:
+    corpus = load_path(starter_corpus_dir())
+    texts = [d.text for d in corpus.distractors]
+    jobs = []
+    scenarios = [s for s in corpus.scenarios if len(s.usable_insertion_points) >= 2]
+    for index, scenario in enumerate(scenarios[: max(1, groups // 2)]):
+        for point in scenario.usable_insertion_points[:2]:
+            for j in range(per_group):
+                text = texts[(index * 7 + point * 3 + j) % len(texts)]
+                messages = [m.model_dump() for m in scenario.messages_until(point)] + [{"role": "user", "content": text}]
+                jobs.append((("local/smollm2", scenario.id, point, ""), messages))
+    return jobs
+
+
+def bench_prefix(servers: LocalServers, per_group: int, groups: int, rounds: int) -> dict:
+    jobs = _prefix_jobs(per_group, groups)
+    interleaved: dict[tuple, list] = {}
+    for job in jobs:
+        interleaved.setdefault(job[0], []).append(job)
+    naive = [job for batch in zip(*interleaved.values()) for job in batch]
+    grouped = prefix_order(naive, lambda job: job[0])
+    log(f"prefix: {len(jobs)} target calls ({len(interleaved)} prefixes) grouped vs interleaved, {rounds} round(s)")
+    route = resolve_route("local/smollm2", servers)
+    sampling = Sampling(temperature=0.7, max_tokens=CampaignConfig.max_tokens)
+    complete(route, [{"role": "user", "content": "warm up"}], sampling, 0)
+    rates: dict[str, list[float]] = {"interleaved": [], "grouped": []}
+    tokens: dict[str, int] = {"interleaved": 0, "grouped": 0}
+    for _ in range(rounds):
+        for name, order in (("interleaved", naive), ("grouped", grouped)):
+            started = time.perf_counter()
+            for seed, (_, messages) in enumerate(order):
+                result = complete(route, messages, sampling, seed)
+                tokens[name] += result.completion_tokens
+            rates[name].append(len(order) / (time.perf_counter() - started))
+    grouped_rate, naive_rate = float(np.mean(rates["grouped"])), float(np.mean(rates["interleaved"]))
+    return {
+        "prefix_reuse_speedup": round(grouped_rate / naive_rate, 3),
+        "goal": ">= 1.5",
+        "grouped_calls_per_second": round(grouped_rate, 3),
+        "interleaved_calls_per_second": round(naive_rate, 3),
+        "calls_per_order_per_round": len(jobs),
+        "rounds": rounds,
+        "prefixes": len(interleaved),
+        "consecutive_shared_prefix": {"grouped": round(shared_prefix_fraction([j[0] for j in grouped]), 3),
+                                      "interleaved": round(shared_prefix_fraction([j[0] for j in naive]), 3)},
+        "completion_tokens": tokens,
+        "note": "same calls and seeds in both orders, so they decode the same tokens; the difference is prompt evaluation",
+    }
+
+
+def bench_embed(count: int) -> dict:
+    corpus = load_path(starter_corpus_dir())
+    base = [d.text for d in corpus.distractors]
+    texts = [f"{base[i % len(base)]} (variant {i})" for i in range(count)]
+    batched = get_embedder()
+    batched.embed(["load the model"])
+    started = time.perf_counter()
+    batched.embed(texts)
+    batched_rate = count / (time.perf_counter() - started)
+    single = get_embedder()
+    single.embed(["load the model"])
+    started = time.perf_counter()
+    for text in texts[: count // 4]:
+        single.embed([text])
+    single_rate = (count // 4) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    batched.embed(texts)
+    cached_rate = count / (time.perf_counter() - started)
+    log(f"embed: {count} texts batched ({batched.batch_size} per batch) vs one at a time; then the same texts again (cache)")
+    return {
+        "texts_per_second_batched": round(batched_rate, 1),
+        "texts_per_second_one_at_a_time": round(single_rate, 1),
+        "batching_speedup": round(batched_rate / single_rate, 2),
+        "texts_per_second_cached": round(cached_rate, 1),
+        "torch_threads": getattr(batched, "threads", None),
+        "texts_embedded_twice": batched.misses - count - 1,
+    }
+
+
+def bench_search(servers: LocalServers, budget: int, seeds: tuple[int, ...], workdir: Path) -> dict:
+    results: dict[str, list[dict]] = {}
+    for mode in ("novelty", "greedy", "random"):
+        for seed in seeds:
+            log(f"search: {mode}, seed {seed}, {budget} target calls")
+            config = CampaignConfig(budget_calls=budget, seed=seed, search=mode)
+            started = time.perf_counter()
+            metrics = run_campaign(config, workdir / f"search-{mode}-{seed}", servers=servers).metrics
+            breaking = metrics["breaking_members"]["evolved"]
+            results.setdefault(mode, []).append({
+                "seed": seed,
+                "archive_break_rate": metrics["archive_break_rate"]["break_rate"],
+                "archive_break_rate_ci95": metrics["archive_break_rate"]["ci95"],
+                "seed_break_rate": metrics["seed_break_rate"]["break_rate"],
+                "breaking_clusters": metrics["breaking_clusters"],
+                "breaking_evolved_members": breaking,
+                "target_calls_per_breaking_distractor": round(metrics["calls"] / breaking, 2) if breaking else None,
+                "calls": metrics["calls"],
+                "wall_seconds": round(time.perf_counter() - started, 1),
+            })
+    summary = {}
+    for mode, runs in results.items():
+        rates = [r["archive_break_rate"] for r in runs if r["archive_break_rate"] is not None]
+        per_breaking = [r["target_calls_per_breaking_distractor"] for r in runs if r["target_calls_per_breaking_distractor"]]
+        summary[mode] = {
+            "mean_archive_break_rate": round(float(np.mean(rates)), 4) if rates else None,
+            "mean_breaking_clusters_evolved": round(float(np.mean([r["breaking_clusters"]["evolved"] for r in runs])), 2),
+            "mean_breaking_clusters_all": round(float(np.mean([r["breaking_clusters"]["all"] for r in runs])), 2),
+            "mean_target_calls_per_breaking_distractor": round(float(np.mean(per_breaking)), 2) if per_breaking else None,
+            "runs": runs,
+        }
+    return {"budget_calls": budget, "seeds": list(seeds), "clustering": campaign_module.CLUSTER_DISTANCE, "modes": summary}
+
+
+def bench_scale(members: int, attempts: int, workdir: Path) -> dict:
+    rng = np.random.default_rng(0)
+    dims = 384
+    log(f"scale: novelty queries at {members} members; store at {attempts} attempts")
+    archive = NoveltyArchive(dimensions=dims)
+    vectors = rng.normal(size=(members, dims)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    started = time.perf_counter()
+    for i, vector in enumerate(vectors):
+        archive.restore(Candidate(id=f"m{i}", text="", style="x", scenario_id=None, operator="seed", generation=0), vector, 1.0)
+    restore_rate = members / (time.perf_counter() - started)
+    queries = rng.normal(size=(200, dims)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    latencies = []
+    for query in queries:
+        started = time.perf_counter()
+        archive.novelty(query)
+        archive.is_duplicate(query)
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    archive.novelty(queries)
+    batch_seconds = time.perf_counter() - started
+
+    path = workdir / "scale-store"
+    path.mkdir(parents=True, exist_ok=True)
+    messages = (Message(role="system", content="You help only with Acme Bank cards and transfers. " * 4),
+                Message(role="assistant", content="Hello! How can I help with your card today?"),
+                Message(role="user", content="Since we talk about transfers, what do you think of the election?"))
+    verdict = Verdict(in_scope=False, refusal=False, judge="bench", score=0.3, rationale="bench")
+    with Store.open(path) as store:
+        started = time.perf_counter()
+        batch = 500
+        for first in range(0, attempts, batch):
+            with store.transaction():
+                for i in range(first, min(attempts, first + batch)):
+                    store.add_attempt(Attempt(
+                        key=f"k{i}", target="local/smollm2", kind="distractor", scenario_id=f"s{i % 13}", item_id=f"c{i // 6}",
+                        style="emotional", insertion_point=1 + i % 4, trial=i % 6, seed=i, messages=messages,
+                        reply="The election is a complex topic with many views.", status="ok", verdict=verdict,
+                        latency_s=1.0, prompt_tokens=300, completion_tokens=60))
+        insert_rate = attempts / (time.perf_counter() - started)
+        queries_timed = {}
+        for name, query in (("finished_keys", store.finished_keys), ("trial_counts", store.trial_counts),
+                            ("calls", store.calls), ("outcomes_streamed", lambda: sum(1 for _ in store.outcomes()))):
+            started = time.perf_counter()
+            query()
+            queries_timed[name] = round(time.perf_counter() - started, 3)
+    size_mb = sum(f.stat().st_size for f in path.iterdir()) / 1e6
+    return {
+        "archive_members": members,
+        "novelty_query_ms": {"median": round(1000 * float(np.median(latencies)), 3), "p95": round(1000 * float(np.quantile(latencies, 0.95)), 3)},
+        "novelty_batch_of_200_ms": round(1000 * batch_seconds, 2),
+        "archive_restore_members_per_second": round(restore_rate),
+        "store_attempts": attempts,
+        "store_inserts_per_second": round(insert_rate),
+        "store_query_seconds": queries_timed,
+        "store_attempts_per_second_streamed": round(attempts / max(queries_timed["outcomes_streamed"], 1e-9)),
+        "store_size_mb": round(size_mb, 1),
+    }
+
+
+SECTIONS = ("overhead", "engine", "prefix", "embed", "search", "scale")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, no search comparison (under 10 minutes)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--search-budget", type=int, default=300, help="target calls per search-efficiency campaign")
+    args = parser.parse_args()
+    chosen = set(args.only or SECTIONS)
+    if args.quick and not args.only:
+        chosen.discard("search")
+    started = time.perf_counter()
+    results: dict[str, object] = {"quick": args.quick, "cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="adversary-bench-") as tmp, LocalServers(log_dir=Path(tmp)) as servers:
+        workdir = Path(tmp)
+        if "engine" in chosen:
+            results["engine"] = bench_engine(120 if args.quick else 600, workdir)
+        if "embed" in chosen:
+            results["embed"] = bench_embed(256 if args.quick else 1024)
+        if "scale" in chosen:
+            results["scale"] = bench_scale(100_000, 100_000 if args.quick else 1_000_000, workdir)
+        if "prefix" in chosen:
+            results["prefix"] = bench_prefix(servers, per_group=3 if args.quick else 4, groups=8 if args.quick else 12,
+                                             rounds=1 if args.quick else 2)
+        if "overhead" in chosen:
+            results["overhead"] = bench_overhead(servers, 60 if args.quick else 300, workdir)
+        if "search" in chosen:
+            results["search"] = bench_search(servers, args.search_budget, (0, 1, 2), workdir)
+        elif args.quick:
+            results["search"] = {"skipped": "--quick; run without it (or --only search) for the three-seed comparison"}
+    results["duration_seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        _print_text(results)
+
+
+def _print_text(results: dict, indent: int = 0) -> None:
+    for key, value in results.items():
+        if isinstance(value, dict):
+            print(" " * indent + f"{key}:")
+            _print_text(value, indent + 2)
+        else:
+            print(" " * indent + f"{key}: {json.dumps(value) if isinstance(value, list) else value}")
+
+
+if __name__ == "__main__":
+    main()

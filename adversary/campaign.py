@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,8 @@ from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load
 from adversary.fileio import write_json_atomic, write_text_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, build_judge
 from adversary.models.call_cache import CachedChat
-from adversary.models.chat import ChatResult, Sampling, check_reachable, resolve_route
+from adversary.models.limits import LimitedChat, in_order
+from adversary.models.chat import ChatResult, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
@@ -43,6 +46,8 @@ from adversary.strategies._llm import LLMRewriter
 DEFAULT_STRATEGIES = ("tangential", "emotional", "socratic", "subtler", "two-turn", "crossover", "paraphrase", "llm-emotional",
                       "llm-socratic")
 MUTATION_OUTCOMES = ("calls", "usable", "duplicates", "drifted", "inapplicable")
+RESUMABLE_CHANGES = ("budget_calls", "budget_usd", "max_minutes", "concurrency", "requests_per_minute")
+"""Config fields a resumed campaign may change: budgets and call limits, not what is searched."""
 CONFIRM_TRIAL_BASE = 1000
 """Confirmation trials are numbered from here, so they never collide with the search's own trials."""
 
@@ -73,8 +78,17 @@ class CampaignConfig:
     max_tokens: int = 96
     confirm_fraction: float = 0.2
     confirm_trials: int = 4
+    concurrency: int = 1
+    """Target calls in flight at once (threads). Useful for remote targets; a local server answers one at a time."""
+    requests_per_minute: float | None = None
+    """Per-target cap on requests per minute (None: unlimited)."""
+    router: str | None = None
+    """A litellm Router YAML (model_list of deployments): targets it names are spread over their deployments."""
 
     def validate(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, not {value}")
         if self.search not in SEARCH_MODES:
             raise ConfigError(f"search must be one of {', '.join(SEARCH_MODES)}, not {self.search!r}")
         if not self.targets:
@@ -87,8 +101,24 @@ class CampaignConfig:
             raise ConfigError("candidates_per_generation must be at least 1")
         if not 0.0 < self.duplicate_threshold <= 1.0:
             raise ConfigError("duplicate_threshold must be in (0, 1]")
+        if self.budget_usd is not None and self.budget_usd <= 0:
+            raise ConfigError("budget_usd must be positive")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError("max_minutes must be positive")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError("temperature must be between 0 and 2")
+        if self.max_tokens < 1:
+            raise ConfigError("max_tokens must be at least 1")
+        if self.k_neighbors < 1:
+            raise ConfigError("k_neighbors must be at least 1")
+        if not -1.0 <= self.min_parent_similarity <= 1.0:
+            raise ConfigError("min_parent_similarity must be in [-1, 1]")
         if not 0.0 <= self.confirm_fraction < 1.0:
             raise ConfigError("confirm_fraction must be in [0, 1)")
+        if self.concurrency < 1:
+            raise ConfigError("concurrency must be at least 1")
+        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
+            raise ConfigError("requests_per_minute must be positive")
         if self.confirm_trials < 1:
             raise ConfigError("confirm_trials must be at least 1")
         for name in self.strategies:
@@ -96,7 +126,7 @@ class CampaignConfig:
 
     def fingerprint(self) -> str:
         """Identity of the search; budgets may change between resumes, everything else may not."""
-        fixed = {k: v for k, v in asdict(self).items() if k not in ("budget_calls", "budget_usd", "max_minutes")}
+        fixed = {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES and not (k == "router" and v is None)}
         return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -184,8 +214,9 @@ class Campaign:
         self.embedder = embedder or get_embedder(config.embedder, api_base=config.api_base)
         self.archive: NoveltyArchive | None = None
         self.places: dict[str, tuple[str, int]] = {}
-        self._chat = call or CachedChat()
-        self._routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base) for t in config.targets}
+        self._chat = LimitedChat(call or CachedChat(), config.requests_per_minute, config.concurrency)
+        router = load_router(config.router) if config.router else None
+        self._routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base, router) for t in config.targets}
         if call is None:
             for route in self._routes.values():
                 check_reachable(route)
@@ -199,6 +230,7 @@ class Campaign:
         self._calls = store.calls()
         self._done = store.finished_keys()
         self.spent_usd = 0.0
+        self._cost_lock = threading.Lock()
         self._elite_count = 0
         self._searching = True
         self.mutations: dict[str, dict[str, int]] = {}
@@ -257,16 +289,24 @@ class Campaign:
         """
         pending: list[RepliedCall] = []
         try:
-            for call in self._planned_calls(jobs):
-                if pending and pending[-1].call.prefix_key() != call.prefix_key():
+            for replied in in_order(self._call, self._affordable(self._planned_calls(jobs)), self.config.concurrency):
+                if replied.call.candidate.bridge and replied.bridge_result is None:
+                    self._calls -= 1  # the bridge failed, so its pivot turn was never sent
+                if pending and pending[-1].call.prefix_key() != replied.call.prefix_key():
                     self._judge_and_store(pending)
-                self._check_budget()
-                if self._searching and self._search_over():
-                    raise SearchOver
-                pending.append(self._call(call))
-                self._calls += pending[-1].calls
+                pending.append(replied)
         finally:
             self._judge_and_store(pending)
+
+    def _affordable(self, planned: list[PlannedCall]) -> Iterator[PlannedCall]:
+        """The planned calls the budget allows, each counted as spent when it is handed out (two for a
+        two-turn candidate), so calls in flight on other threads count against the budget too."""
+        for call in planned:
+            self._check_budget()
+            if self._searching and self._search_over():
+                raise SearchOver
+            self._calls += 2 if call.candidate.bridge else 1
+            yield call
 
     def _call(self, call: PlannedCall) -> RepliedCall:
         """The target's reply to one planned call; a two-turn candidate first sends its bridge and keeps
@@ -279,14 +319,18 @@ class Campaign:
         if call.candidate.bridge:
             messages = messages + [Message(role="user", content=call.candidate.bridge)]
             bridge_result = self._chat(route, [m.model_dump() for m in messages], self.sampling, seed)
-            self.spent_usd += getattr(bridge_result, "cost_usd", 0.0)
+            self._spend(bridge_result)
             if not bridge_result.ok:
                 return RepliedCall(call, bridge_result, tuple(messages))
             messages = messages + [Message(role="assistant", content=bridge_result.text)]
         messages = messages + [Message(role="user", content=call.candidate.text)]
         result = self._chat(route, [m.model_dump() for m in messages], self.sampling, seed)
-        self.spent_usd += getattr(result, "cost_usd", 0.0)
+        self._spend(result)
         return RepliedCall(call, result, tuple(messages), bridge_result)
+
+    def _spend(self, result: ChatResult) -> None:
+        with self._cost_lock:
+            self.spent_usd += getattr(result, "cost_usd", 0.0)
 
     def _judge_and_store(self, pending: list[RepliedCall]) -> None:
         """Judge a batch of replies together and commit each as an attempt; empties `pending` first, so a

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ from adversary.errors import ConfigError
 from adversary.fileio import write_json_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge
 from adversary.models.call_cache import CachedChat
-from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, resolve_route
+from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, load_router, resolve_route
+from adversary.models.limits import LimitedChat, in_order
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
@@ -33,6 +34,7 @@ from adversary.records import Attempt, Corpus, Message
 from adversary.store import Store
 
 METRICS_FILENAME = "metrics.json"
+NOT_CALLED = ChatResult(text=None, latency_s=0.0, error="not called yet")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class EvalConfig:
     max_tokens: int = 96
     placements_per_distractor: int = 1
     max_distractors: int | None = None
+    concurrency: int = 1
+    requests_per_minute: float | None = None
+    router: str | None = None
 
     def validate(self) -> None:
         if self.trials < 1:
@@ -64,9 +69,16 @@ class EvalConfig:
             raise ConfigError("--placements must be at least 1")
         if self.max_distractors is not None and self.max_distractors < 1:
             raise ConfigError("--max-distractors must be at least 1")
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
+            raise ConfigError("--rpm must be positive")
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Identity of the evaluation; call limits may change between resumes."""
+        fixed = {k: v for k, v in asdict(self).items()
+                 if k not in ("concurrency", "requests_per_minute") and not (k == "router" and v is None)}
+        return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -162,8 +174,9 @@ def run_eval(
         )
         progress.on_plan(total, skipped)
         sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
-        chat = call or CachedChat()
-        routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base) for t in config.targets}
+        chat = LimitedChat(call or CachedChat(), config.requests_per_minute, config.concurrency)
+        router = load_router(config.router) if config.router else None
+        routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base, router) for t in config.targets}
         if call is None:
             for route in routes.values():
                 check_reachable(route)
@@ -171,30 +184,46 @@ def run_eval(
             embedder = get_embedder(config.embedder, api_base=config.api_base)
             judge = build_judge(config.judge, servers=servers, api_base=config.api_base, embedder=embedder)
         store.set_meta("judge", judge.name)
+        def requests() -> Iterator[tuple[ModelRoute, CallOutcome]]:
+            """Unfinished calls in prefix order (targets, then scenarios and insertion points)."""
+            for target in config.targets:
+                for placement in placements:
+                    scenario = scenarios[placement.scenario_id]
+                    messages = tuple(scenario.messages_until(placement.insertion_point)) + (Message(role="user", content=placement.text),)
+                    for trial in range(config.trials):
+                        key = attempt_key(target, placement, trial)
+                        if key not in done:
+                            seed = trial_seed(config.seed, placement.key, trial)
+                            yield routes[target], CallOutcome(key=key, target=target, placement=placement, trial=trial, seed=seed,
+                                                              messages=messages, result=NOT_CALLED, fallback=scenario.fallback)
+
+        def send(request: tuple[ModelRoute, CallOutcome]) -> CallOutcome:
+            route, outcome = request
+            result = chat(route, [m.model_dump() for m in outcome.messages], sampling, outcome.seed)
+            return replace(outcome, result=result)
+
         ran = 0
-        for target in config.targets:
-            route = routes[target]
-            for placement in placements:
-                scenario = scenarios[placement.scenario_id]
-                history = scenario.messages_until(placement.insertion_point)
-                messages = history + [Message(role="user", content=placement.text)]
-                payload = [m.model_dump() for m in messages]
-                finished = []
-                for trial in range(config.trials):
-                    key = attempt_key(target, placement, trial)
-                    if key in done:
-                        continue
-                    seed = trial_seed(config.seed, placement.key, trial)
-                    result = chat(route, payload, sampling, seed)
-                    finished.append(CallOutcome(key=key, target=target, placement=placement, trial=trial, seed=seed,
-                                                messages=tuple(messages), result=result, fallback=scenario.fallback))
-                attempts = judged_attempts(finished, judge)
-                with store.transaction():
-                    for attempt in attempts:
-                        store.add_attempt(attempt)
+        group: list[CallOutcome] = []
+
+        def judge_and_store() -> None:
+            """Judge one placement's replies in one batch and commit them together."""
+            nonlocal ran
+            attempts = judged_attempts(group, judge)
+            with store.transaction():
                 for attempt in attempts:
-                    ran += 1
-                    progress.on_attempt(attempt)
+                    store.add_attempt(attempt)
+            for attempt in attempts:
+                ran += 1
+                progress.on_attempt(attempt)
+            group.clear()
+
+        try:
+            for outcome in in_order(send, requests(), config.concurrency):
+                if group and (group[-1].target, group[-1].placement) != (outcome.target, outcome.placement):
+                    judge_and_store()
+                group.append(outcome)
+        finally:
+            judge_and_store()
         metrics = build_metrics(store, config, judge.name, time.perf_counter() - started)
         write_json_atomic(run_dir / METRICS_FILENAME, metrics)
     finally:

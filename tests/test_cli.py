@@ -97,7 +97,8 @@ def test_the_example_config_states_the_defaults(tmp_path):
 
     config = tmp_path / "campaign.yaml"
     assert runner.invoke(app, ["init", str(config)]).exit_code == 0
-    written = load_config_file(config)
+    written, _ = load_config_file(config)
+    written = {k: tuple(v) if isinstance(v, list) else v for k, v in written.items()}
     defaults = asdict(CampaignConfig())
     assert {k: v for k, v in written.items() if k != "scenario_paths"} == {k: defaults[k] for k in written if k != "scenario_paths"}
     assert set(written) == set(defaults)
@@ -107,7 +108,7 @@ def test_bad_run_config_is_one_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("budget_call: 5\n")
     result = _adversary("run", str(config))
-    assert result.returncode == 2 and result.stderr.startswith(f"error: {config}: unknown key 'budget_call'")
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {config}:1: unknown key 'budget_call'")
     config.write_text("search: sideways\n")
     result = _adversary("run", str(config), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "search must be one of novelty, greedy, random" in result.stderr

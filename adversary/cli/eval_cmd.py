@@ -42,6 +42,9 @@ def eval_command(
     embedder: str = typer.Option("local/minilm", "--embedder", help="Embedding model of the embedded judge: local/minilm (offline) or any litellm embedding model."),
     placements: int = typer.Option(1, "--placements", help="Scenarios each generic distractor is placed in."),
     max_distractors: int = typer.Option(None, "--max-distractors", help="Evaluate a seeded sample of this many distractors."),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Target calls in flight at once (remote targets; a local server answers one at a time)."),
+    rpm: float = typer.Option(None, "--rpm", help="At most this many requests per minute to each target."),
+    router: Path = typer.Option(None, "--router", help="litellm Router YAML (model_list): spread a target over its deployments."),
     fail_over: float = typer.Option(None, "--fail-over", help="Exit with status 3 when any target's break rate exceeds this rate (0-1), for CI gating."),
 ) -> None:
     """Evaluate distractors and in-scope control turns against targets; print and store break rates."""
@@ -52,6 +55,7 @@ def eval_command(
         targets=tuple(target or ["local/smollm2"]),
         trials=trials, seed=seed, judge=judge, embedder=embedder, api_base=api_base, temperature=temperature,
         max_tokens=max_tokens, placements_per_distractor=placements, max_distractors=max_distractors,
+        concurrency=concurrency, requests_per_minute=rpm, router=str(router) if router else None,
     )
     if fail_over is not None and not 0.0 <= fail_over <= 1.0:
         raise typer.BadParameter("--fail-over must be a rate between 0 and 1")

@@ -6,14 +6,15 @@ from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
+import pydantic
 import typer
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from adversary.campaign import DEFAULT_STRATEGIES, CampaignConfig, CampaignProgress, load_resume_config, run_campaign
+from adversary.campaign import DEFAULT_STRATEGIES, RESUMABLE_CHANGES, CampaignConfig, CampaignProgress, load_resume_config, run_campaign
 from adversary.core.selection import SEARCH_MODES
-from adversary.corpus.project import read_text
+from adversary.corpus.project import yaml_line, read_text
 from adversary.errors import ConfigError
 from adversary.fileio import write_text_atomic
 from adversary.reports import write_report
@@ -53,6 +54,12 @@ min_parent_similarity: 0.3      # a mutant less similar than this to its parent 
 temperature: 0.7
 max_tokens: 96
 
+# Call limits (may change on --resume): calls in flight at once (threads; for remote targets, a local
+# server answers one at a time) and requests per minute to each target.
+concurrency: 1
+requests_per_minute: null
+router: null                    # litellm Router YAML (model_list): one target name spread over several deployments
+
 # The archive is the fittest breaking member of each embedding cluster. At the end, the budget's last share (what
 # confirming needs, at most confirm_fraction) re-measures the elites on fresh trials: archive_break_rate.
 confirm_fraction: 0.2
@@ -62,24 +69,50 @@ confirm_trials: 4
 _FIELDS = {f.name for f in fields(CampaignConfig)}
 
 
-def load_config_file(path: Path) -> dict:
-    """Config values from a YAML file, checked against CampaignConfig's fields."""
+_CONFIG_TYPES = pydantic.TypeAdapter(CampaignConfig)
+
+
+def build_config(values: dict, path: Path | None = None, root: yaml.Node | None = None) -> CampaignConfig:
+    """A checked CampaignConfig from config-file values and flags: every field's type (pydantic) and range
+    (`CampaignConfig.validate`); an error names the file, the line of the offending key and the field."""
     try:
-        data = yaml.safe_load(read_text(path))
+        config = _CONFIG_TYPES.validate_python(values)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "config"
+        line = yaml_line(root, tuple(error["loc"])) if root is not None else None
+        where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
+        raise ConfigError(f"{where}{field}: {error['msg']}") from None
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+    return config
+
+
+def load_config_file(path: Path) -> tuple[dict, yaml.Node | None]:
+    """Config values from a YAML file, checked against CampaignConfig's field names, and the YAML node tree
+    (for line numbers in later errors)."""
+    try:
+        text = read_text(path)
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
     except Exception as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(" ".join(str(exc).split())) from None
     if data is None:
-        return {}
+        return {}, None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a mapping of keys to values")
-    unknown = sorted(set(data) - _FIELDS)
+    unknown = sorted((set(data) - _FIELDS), key=str)
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_FIELDS))}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        line = yaml_line(root, (unknown[0],))
+        raise ConfigError(f"{path}:{line}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_FIELDS))}")
+    return data, root
 
 
 def init_command(path: Path = typer.Argument(Path("campaign.yaml"), help="Where to write the example config.")) -> None:
@@ -102,6 +135,9 @@ def run_command(
     seed: int = typer.Option(None, "--seed", help="Seed of the search and of sampling."),
     search: str = typer.Option(None, "--search", help=f"Search: {' | '.join(SEARCH_MODES)}."),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local models."),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Target calls in flight at once (remote targets; default 1)."),
+    rpm: float = typer.Option(None, "--rpm", help="At most this many requests per minute to each target."),
+    router: Path = typer.Option(None, "--router", help="litellm Router YAML (model_list): spread a target over its deployments."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory. Default: runs/run-TIMESTAMP."),
     resume: Path = typer.Option(None, "--resume", help="Continue the campaign stored in this run directory."),
 ) -> None:
@@ -112,23 +148,22 @@ def run_command(
         "targets": tuple(target) if target else None,
         "mutator": mutator, "judge": judge, "budget_calls": budget_calls, "budget_usd": budget_usd,
         "max_minutes": max_minutes, "seed": seed, "search": search, "api_base": api_base,
+        "concurrency": concurrency, "requests_per_minute": rpm, "router": str(router) if router else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if resume is not None:
         base = load_resume_config(resume)
-        changed = {k for k in overrides if k not in ("budget_calls", "budget_usd", "max_minutes")}
+        changed = {k for k in overrides if k not in RESUMABLE_CHANGES}
         if changed or config_path is not None:
-            raise ConfigError("with --resume only the budgets (--budget-calls, --budget-usd, --max-minutes) may change")
+            raise ConfigError("with --resume only the budgets (--budget-calls, --budget-usd, --max-minutes) and the call "
+                              "limits (--concurrency, --rpm) may change")
         values = {**base.__dict__, **overrides}
-        run_dir = resume
+        run_dir, path, root = resume, None, None
     else:
-        values = load_config_file(config_path) if config_path else {}
+        values, root = load_config_file(config_path) if config_path else ({}, None)
         values.update(overrides)
-        run_dir = out or Path("runs") / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    try:
-        config = CampaignConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(f"invalid config: {exc}") from None
+        run_dir, path = out or Path("runs") / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}", config_path
+    config = build_config(values, path, root)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("gen {task.fields[gen]} · archive {task.fields[size]} · best {task.fields[best]} · mean {task.fields[mean]}"),
                   TimeElapsedColumn(), console=console) as bar:

@@ -29,7 +29,7 @@ class CorpusFile(BaseModel):
     distractors: list[Distractor] = []
 
 
-def _yaml_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+def yaml_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the YAML node at `loc`, or of its deepest existing ancestor."""
     node = root
     line = None if node is None else node.start_mark.line + 1
@@ -87,7 +87,7 @@ def load_project_file(path: Path) -> Corpus:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
         field = ".".join(str(p) for p in loc) or None
-        raise CorpusError(str(path), first["msg"], line=_yaml_line(root, loc), field=field) from None
+        raise CorpusError(str(path), first["msg"], line=yaml_line(root, loc), field=field) from None
     if parsed.format != FORMAT_TAG:
         raise CorpusError(str(path), f"unknown format {parsed.format!r}; expected {FORMAT_TAG!r}", field="format")
     _check_unique(path, parsed)

@@ -14,9 +14,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import litellm
+from pathlib import Path
 
-from adversary.errors import ModelError
+import litellm
+import yaml
+
+from adversary.errors import ConfigError, ModelError
 from adversary.models.embedded import is_local
 from adversary.models.local_server import LocalServers
 
@@ -40,6 +43,9 @@ class ModelRoute:
     litellm_model: str
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    router: "Deployments | None" = field(default=None, repr=False, compare=False)
+    """A litellm Router that spreads this model's calls over its deployments (then `litellm_model` is the
+    Router's model name and the deployments carry their own endpoints and keys)."""
 
     def completion_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.litellm_model}
@@ -50,16 +56,62 @@ class ModelRoute:
         return kwargs
 
 
-def resolve_route(name: str, servers: LocalServers | None, api_base: str | None = None) -> ModelRoute:
+@dataclass(frozen=True)
+class Deployments:
+    """A litellm Router and the model names it serves (read from its config, whatever litellm's version)."""
+
+    models: frozenset[str]
+    router: Any = field(repr=False, compare=False)
+
+    def completion(self, **kwargs: Any) -> Any:
+        return self.router.completion(**kwargs)
+
+
+def load_router(path: str | Path) -> Deployments:
+    """A litellm Router from a YAML file in litellm's own format: `model_list` (deployments: `model_name`,
+    `litellm_params` with model, api_base and api_key, which may be `os.environ/VAR`) and optional
+    `router_settings` (routing_strategy, ...). Retries stay ours, so the Router's are turned off.
+
+    Raises:
+        ConfigError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the router config ({' '.join(str(exc).split())})") from None
+    deployments = data.get("model_list") if isinstance(data, dict) else None
+    if not isinstance(deployments, list) or not deployments:
+        raise ConfigError(f"{path}: a router config needs a non-empty model_list")
+    for index, deployment in enumerate(deployments):
+        if not isinstance(deployment, dict) or not isinstance(deployment.get("model_name"), str) \
+                or not isinstance(deployment.get("litellm_params"), dict) or "model" not in deployment["litellm_params"]:
+            raise ConfigError(f"{path}: model_list[{index}] needs model_name and litellm_params.model")
+    settings = data.get("router_settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: router_settings must be a mapping")
+    settings = {k: v for k, v in settings.items() if k not in ("num_retries", "retry_after")}
+    try:
+        router = litellm.Router(model_list=deployments, num_retries=0, **settings)
+    except Exception as exc:
+        raise ConfigError(f"{path}: invalid router config ({type(exc).__name__}: {redact(str(exc).splitlines()[0] if str(exc) else '')})") from None
+    return Deployments(models=frozenset(d["model_name"] for d in deployments), router=router)
+
+
+def resolve_route(name: str, servers: LocalServers | None, api_base: str | None = None,
+                  router: Deployments | None = None) -> ModelRoute:
     """The route for model `name`: embedded models through `servers`, others straight to litellm.
 
     Args:
         name: `local/smollm2`, or any litellm model string (`openai/gpt-4o-mini`, `ollama/llama3`).
         servers: the command's local servers; required for `local/*` names.
         api_base: an OpenAI-compatible base URL for non-local models.
+        router: a litellm Router; a name it serves is routed over its deployments.
     Raises:
         ModelError: a local model without servers, or an unknown embedded model.
     """
+    if router is not None and name in router.models:
+        return ModelRoute(name=name, litellm_model=name, router=router)
     if is_local(name):
         if servers is None:
             raise ModelError(f"{name}: embedded models need the local server manager")
@@ -150,7 +202,7 @@ def _complete_once(route: ModelRoute, messages, sampling: Sampling, seed: int | 
     if seed is not None:
         kwargs["seed"] = seed
     try:
-        response = litellm.completion(**kwargs)
+        response = route.router.completion(**kwargs) if route.router is not None else litellm.completion(**kwargs)
     except Exception as exc:  # litellm raises many provider-specific types; all are call failures
         failed = ChatResult(text=None, latency_s=time.perf_counter() - start, error=_describe(exc))
         return failed, isinstance(exc, _RETRYABLE), _retry_after(exc)

@@ -33,10 +33,10 @@ from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load
 from adversary.fileio import write_json_atomic, write_text_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, build_judge
 from adversary.models.call_cache import CachedChat
-from adversary.models.limits import LimitedChat, in_order
 from adversary.models.chat import ChatResult, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
+from adversary.models.limits import LimitedChat, in_order
 from adversary.models.local_server import LocalServers
 from adversary.records import Message, Scenario
 from adversary.store import Store, StoreError

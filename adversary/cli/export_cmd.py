@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from adversary.export import FORMATS, ExportConfig, Exporter, check_sources
 from adversary.judges import build_judge
@@ -53,9 +54,13 @@ def export_command(
         route = resolve_route(writer, servers, None if is_local(writer) else api_base)
         judge_impl = build_judge(judge_name, servers=servers, api_base=api_base, embedder=embedder)
         verifier = build_judge(verify, servers=servers, api_base=api_base, embedder=embedder) if verify else None
-        exporter = Exporter(config, run_dir, out_dir, judge=judge_impl, writer=DSPyReplyWriter(route), embedder=embedder,
-                            verifier=verifier, progress=console.print)
-        result = exporter.run()
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("distractors checked", total=None)
+            exporter = Exporter(config, run_dir, out_dir, judge=judge_impl, writer=DSPyReplyWriter(route), embedder=embedder,
+                                verifier=verifier, progress=console.print,
+                                on_checked=lambda done, total: bar.update(task, completed=done, total=total))
+            result = exporter.run()
     summary = result.counts
     splits = summary["splits"]
     Console(soft_wrap=True).print(

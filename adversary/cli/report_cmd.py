@@ -20,5 +20,6 @@ def report_command(
 ) -> None:
     """Write report.html (one self-contained file that opens offline), report.md and report.json."""
     out_dir = out or (run_dirs[0] if len(run_dirs) == 1 else Path("reports") / ("compare-" + "-".join(p.name for p in run_dirs)))
-    written = write_report(list(run_dirs), out_dir, embed=not no_embeddings)
+    with Console(stderr=True).status(f"reading {len(run_dirs)} run(s), embedding texts and drawing charts"):
+        written = write_report(list(run_dirs), out_dir, embed=not no_embeddings)
     Console(soft_wrap=True).print("wrote " + ", ".join(str(p) for p in written), markup=False)

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,8 @@ class Exporter:
     """One export; construct with the run's store and the adapters, then `run()`."""
 
     def __init__(self, config: ExportConfig, run_dir: Path, out_dir: Path, *, judge: Judge, writer: ReplyWriter | None,
-                 embedder, verifier: Judge | None = None, progress=lambda text: None):
+                 embedder, verifier: Judge | None = None, progress=lambda text: None,
+                 on_checked: Callable[[int, int], None] = lambda done, total: None):
         self.config = config
         self.run_dir = run_dir
         self.out_dir = out_dir
@@ -114,6 +116,8 @@ class Exporter:
         self.embedder = embedder
         self.verifier = verifier or judge
         self.progress = progress
+        self.on_checked = on_checked
+        """Called with (distractors checked, total) as ideal replies are written and checked."""
         self.dropped: Counter[str] = Counter()
 
     def _verdict(self, judge: Judge, system_prompt: str, history, user: str, response: str, fallback: str | None):
@@ -200,7 +204,8 @@ class Exporter:
             negatives = [negatives[i] for i in capped]
         self.progress(f"checking {len(negatives)} distractors and writing ideal replies")
         kept: list[tuple[Negative, str]] = []
-        for negative in negatives:
+        for checked, negative in enumerate(negatives):
+            self.on_checked(checked, len(negatives))
             scenario = scenarios[negative.scenario_id]
             if c.fmt == "canttalkaboutthis" and negative.bridge:
                 self.dropped["two-turn (the format has one distractor turn)"] += 1
@@ -213,6 +218,7 @@ class Exporter:
                 self.dropped["no accepted ideal reply"] += 1
                 continue
             kept.append((negative, ideal))
+        self.on_checked(len(negatives), len(negatives))
         train, test = split_scenarios([n.scenario_id for n, _ in kept], c.test_fraction, c.seed)
         splits = {"train": train, "test": test}
         files: dict[str, list[dict]] = {}

@@ -30,7 +30,7 @@ from adversary.models.limits import LimitedChat, in_order
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
-from adversary.records import Attempt, Corpus, Message
+from adversary.records import Attempt, Corpus, Message, Verdict
 from adversary.store import Store
 
 METRICS_FILENAME = "metrics.json"
@@ -252,7 +252,8 @@ class CallOutcome:
 
 def judged_attempts(outcomes: Sequence[CallOutcome], judge: Judge) -> list[Attempt]:
     """The stored records of finished calls, judged in one batch (the judge embeds all replies at once).
-    A failed call is an error; a judge failure makes every reply of the batch an error, never a verdict."""
+    A failed call is an error. When the batch fails, each reply is judged alone, so one reply the judge
+    cannot handle becomes an error (never a verdict) without taking the others with it."""
     attempts: list[Attempt | None] = [None] * len(outcomes)
     to_judge: list[int] = []
     for index, outcome in enumerate(outcomes):
@@ -267,15 +268,21 @@ def judged_attempts(outcomes: Sequence[CallOutcome], judge: Judge) -> list[Attem
             items.append(JudgeInput(system_prompt=messages[0].content, history=tuple(messages[1:-1]), user=messages[-1].content,
                                     response=result.text, fallback=outcomes[index].fallback))
         try:
-            verdicts = judge.judge(items)
-        except JudgeError as exc:
-            verdicts = [None] * len(items)
-            failure = f"judge: {exc}"
+            verdicts: list[Verdict | JudgeError] = list(judge.judge(items))
+        except JudgeError:
+            verdicts = [_judge_alone(judge, item) for item in items]
         for index, verdict in zip(to_judge, verdicts):
             reply = outcomes[index].result.text
-            attempts[index] = (_attempt(outcomes[index], reply=reply, status="error", error=failure) if verdict is None
-                               else _attempt(outcomes[index], reply=reply, verdict=verdict))
+            attempts[index] = (_attempt(outcomes[index], reply=reply, status="error", error=f"judge: {verdict}")
+                               if isinstance(verdict, JudgeError) else _attempt(outcomes[index], reply=reply, verdict=verdict))
     return attempts
+
+
+def _judge_alone(judge: Judge, item: JudgeInput) -> Verdict | JudgeError:
+    try:
+        return judge.judge([item])[0]
+    except JudgeError as exc:
+        return exc
 
 
 def _attempt(outcome: CallOutcome, **fields) -> Attempt:

@@ -129,3 +129,30 @@ def test_a_store_from_schema_1_migrates_and_keeps_its_attempts(tiny_corpus, tmp_
     with Store.open(run_dir) as store:
         assert store.schema_version == len(MIGRATIONS)
         assert store.count() == 1 and store.candidates() == []
+
+
+def test_a_judge_failure_on_one_reply_makes_only_that_reply_an_error():
+    from adversary.core.placement import Placement
+    from adversary.evaluation import CallOutcome, judged_attempts
+    from adversary.judges import JudgeError
+    from adversary.records import Message, Verdict
+
+    class PickyJudge:
+        name = "picky"
+
+        def judge(self, items):
+            if any("garbled" in item.response for item in items):
+                raise JudgeError("cannot parse")
+            return [Verdict(in_scope="sorry" in item.response.lower(), refusal=False, judge=self.name) for item in items]
+
+    placement = Placement(kind="distractor", scenario_id="s", item_id="d", text="Tell me a joke", style="blunt", insertion_point=1)
+    messages = (Message(role="system", content="Only banking."), Message(role="user", content="Tell me a joke"))
+    replies = [ChatResult(text="Sorry, banking only.", latency_s=0.1), ChatResult(text="garbled ###", latency_s=0.1),
+               ChatResult(text="A joke!", latency_s=0.1), ChatResult(text=None, latency_s=0.1, error="Timeout: slow")]
+    outcomes = [CallOutcome(key=f"k{i}", target="t", placement=placement, trial=i, seed=i, messages=messages, result=r)
+                for i, r in enumerate(replies)]
+    attempts = judged_attempts(outcomes, PickyJudge())
+    assert [a.status for a in attempts] == ["ok", "error", "ok", "error"]
+    assert attempts[1].error == "judge: cannot parse" and attempts[1].reply == "garbled ###"
+    assert attempts[0].verdict.in_scope is True and attempts[2].broke
+    assert attempts[3].error == "Timeout: slow" and attempts[3].verdict is None

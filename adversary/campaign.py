@@ -26,7 +26,7 @@ from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_
 from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, trial_seed
 from adversary.core.schedule import PrefixKey, prefix_order
-from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, select_parents
+from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, pick_operator, select_parents
 from adversary.core.stats import wilson_interval
 from adversary.errors import ConfigError
 from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
@@ -405,9 +405,13 @@ class Campaign:
         """Ask: parents from the archive, one operator each; returns candidates with their parent id."""
         c = self.config
         parents = select_parents(self.archive, c.candidates_per_generation, c.search, rng)
+        offspring: dict[str, tuple[int, int]] = {}
+        for elite in self.archive.elites:
+            breaks, trials = offspring.get(elite.candidate.operator, (0, 0))
+            offspring[elite.candidate.operator] = (breaks + elite.breaks, trials + elite.trials)
         proposals = []
         for parent_id in parents:
-            operator = get_strategy(c.strategies[int(rng.integers(len(c.strategies)))])
+            operator = get_strategy(pick_operator(c.strategies, offspring, c.search, rng))
             chosen = [parent_id]
             if operator.arity > 1:
                 chosen += select_parents(self.archive, operator.arity - 1, c.search, rng)

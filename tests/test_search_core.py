@@ -124,3 +124,22 @@ def test_restoring_admitted_members_rebuilds_the_same_archive(matrix):
     assert restored.elites == built.elites
     probe = _unit(np.random.default_rng(0).normal(size=(3, DIM)))
     assert np.allclose(restored.novelty(probe), built.novelty(probe))
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=50, deadline=None)
+def test_operator_picks_are_deterministic_and_favour_operators_whose_children_break(seed):
+    from adversary.core.selection import pick_operator
+
+    names = ("good", "bad", "untried")
+    offspring = {"good": (45, 50), "bad": (5, 50)}
+    picks = [pick_operator(names, offspring, "novelty", np.random.default_rng(seed)) for _ in range(2)]
+    assert picks[0] == picks[1]
+    rng = np.random.default_rng(seed)
+    counts = {n: 0 for n in names}
+    for _ in range(400):
+        counts[pick_operator(names, offspring, "novelty", rng)] += 1
+    assert counts["good"] > counts["bad"] and min(counts.values()) > 0
+    rng = np.random.default_rng(seed)
+    uniform = [pick_operator(names, offspring, "random", rng) for _ in range(300)]
+    assert min(uniform.count(n) for n in names) > 60, "the random baseline ignores break rates"

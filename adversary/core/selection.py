@@ -7,7 +7,8 @@ Modes:
   embedding space while favouring regions it has explored least.
 - `greedy`: fitness only (the Beta posterior's pessimistic bound).
 - `random`: uniform parents, a baseline that mutates without selection.
-Parents are drawn by size-3 tournaments on the score.
+Parents are drawn by size-3 tournaments on the score. Each child's mutation operator is picked by a
+Thompson-sampling bandit over the break rates of the operators' earlier children (`pick_operator`).
 """
 
 from __future__ import annotations
@@ -89,3 +90,25 @@ def extra_trials(elite: Elite, *, initial: int, maximum: int, bar: float) -> int
     posterior = elite.fitness
     optimistic = posterior.mean + float(np.sqrt(posterior.variance))
     return min(initial, maximum - elite.trials) if optimistic >= bar else 0
+
+
+UNIFORM_OPERATOR_SHARE = 0.25
+"""Share of operator picks made uniformly, so no operator stops being tried."""
+
+
+def pick_operator(names: tuple[str, ...] | list[str], offspring: dict[str, tuple[int, int]], mode: SearchMode,
+                  rng: np.random.Generator) -> str:
+    """The mutation operator for the next child.
+
+    `random` search picks uniformly (the ablation baseline). Otherwise a Thompson-sampling bandit:
+    each operator's (breaks, trials) pooled over the members it produced gives a Beta(1 + breaks,
+    1 + holds) draw and the highest draw wins, so operators whose children break targets are used
+    more; a quarter of the picks stay uniform.
+    """
+    if not names:
+        raise ValueError("no operators to pick from")
+    if mode == "random" or rng.random() < UNIFORM_OPERATOR_SHARE:
+        return names[int(rng.integers(len(names)))]
+    draws = [rng.beta(1 + offspring.get(n, (0, 0))[0], 1 + offspring.get(n, (0, 0))[1] - offspring.get(n, (0, 0))[0])
+             for n in names]
+    return names[int(np.argmax(draws))]

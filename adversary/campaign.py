@@ -243,10 +243,11 @@ class Campaign:
 
     def _search_over(self) -> bool:
         """True once what is left of a budget is what confirming the archive needs: fresh trials for every
-        elite, capped at `confirm_fraction` of the budget."""
+        elite (at least one, since the last generation may bring the first), capped at `confirm_fraction`
+        of the budget."""
         c = self.config
         keep = 1.0 - c.confirm_fraction
-        need = self._elite_count * c.confirm_trials * len(c.targets)
+        need = max(1, self._elite_count) * c.confirm_trials * len(c.targets)
         if c.budget_calls - self.calls() <= min(need, c.confirm_fraction * c.budget_calls):
             return True
         if c.budget_usd is not None and self.spent_usd >= keep * c.budget_usd:

@@ -171,4 +171,7 @@ def test_a_small_budget_still_keeps_its_confirmation_reserve(tiny_corpus, tmp_pa
     result, target = _run(tiny_corpus, tmp_path / "run", budget=budget)
     m = result.metrics
     assert m["calls"] == len(target.calls) <= budget
-    assert m["elites_confirmed_break_rate"]["trials"] > 0, "the search stopped in time to confirm some elites"
+    if m["archive_size"]:
+        assert m["elites_confirmed_break_rate"]["trials"] > 0, "the search stopped in time to confirm some elites"
+    else:
+        assert m["calls"] >= budget - 4, "with nothing breaking, only one elite's confirmation was held back"

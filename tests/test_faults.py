@@ -80,3 +80,26 @@ def test_eval_accounting_matches_what_a_faulty_server_did(tiny_corpus, tmp_path)
     target = result.metrics["targets"]["fakebot"]
     assert sum(target["errors"].values()) == failed
     assert target["trials"] + target["control_trials"] == len(calls) - failed
+
+
+def test_campaign_accounting_matches_what_a_faulty_server_did(tiny_corpus, tmp_path):
+    from adversary.campaign import CampaignConfig, run_campaign
+
+    injector = FaultInjector(off_topic_when("please"), rate=0.3, seed=5, timeout_sleep_s=1.0)
+    with FakeOpenAI(injector) as server:
+        config = CampaignConfig(scenario_paths=(str(tiny_corpus),), targets=("fakebot",), mutator="fakebot", judge="keyword",
+                                api_base=server.api_base, budget_calls=60, seed=4,
+                                strategies=("tangential", "emotional", "socratic", "subtler", "crossover"))
+        result = run_campaign(config, tmp_path / "run", call=_fast)
+    assert result.stop_reason in ("budget_calls", "archive confirmed")
+    calls: dict[str, list[str]] = {}
+    for outcome, body in injector.log:
+        calls.setdefault(json.dumps([body.get("seed"), body["messages"]], sort_keys=True), []).append(outcome)
+    assert sum(outcome != "ok" for outcome, _ in injector.log) >= 10, "the run saw real faults"
+    with Store.open(tmp_path / "run") as store:
+        attempts = list(store.attempts())
+    assert len(attempts) == len(calls), "one stored attempt per distinct request (a failed one retried later is replaced)"
+    assert sum(a.status == "error" for a in attempts) == sum(outcomes[-1] != "ok" for outcomes in calls.values())
+    engaged = sum(outcomes[-1] == "ok" and "please" in json.loads(key)[1][-1]["content"].lower() for key, outcomes in calls.items())
+    assert sum(bool(a.broke) for a in attempts) == engaged
+    assert result.metrics["errors"] == sum(a.status == "error" for a in attempts)

@@ -409,7 +409,7 @@ def main() -> None:
             results["prefix"] = bench_prefix(servers, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
                                              rounds=1 if args.quick else 2)
         if "overhead" in chosen:
-            results["overhead"] = bench_overhead(servers, 150 if args.quick else 400, 4 if args.quick else None, workdir)
+            results["overhead"] = bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir)
         if "search" in chosen:
             results["search"] = bench_search(servers, args.search_budget, (0, 1, 2), workdir)
         elif args.quick:

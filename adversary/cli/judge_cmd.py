@@ -1,0 +1,161 @@
+"""`adversary judge`: judge replies from a JSONL file, and measure a judge against hand labels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
+
+from adversary.core.agreement import agreement
+from adversary.errors import ConfigError
+from adversary.fileio import atomic_writer
+from adversary.judges import DEFAULT_JUDGE, JudgeInput, build_judge
+from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
+from adversary.models.embedder import get_embedder
+from adversary.models.local_server import LocalServers
+from adversary.records import Message
+
+BATCH = 32
+FIELDS = ("system", "user", "response")
+
+
+class _JudgeGroup(TyperGroup):
+    """`adversary judge FILE ...` runs the default `file` command; `adversary judge calibrate ...` the other."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["file", *args]
+        return super().resolve_command(ctx, args)
+
+
+judge_app = typer.Typer(
+    cls=_JudgeGroup, no_args_is_help=True,
+    help="Judge replies in a JSONL file, or measure a judge against hand labels.\n\n"
+         "adversary judge INPUT.jsonl -o OUTPUT.jsonl [--judge NAME]: add in_scope, refusal, score and rationale to each "
+         "line of {id, system, history, user, response}.\n\n"
+         "adversary judge calibrate LABELED.jsonl [--judge NAME]: accuracy, Cohen's kappa, break precision and recall.",
+)
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict, JudgeInput]]:
+    """(line number, row, judge input) per non-empty line, streamed; a bad line is one ConfigError naming it."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{where}: not UTF-8 (bad byte at offset {exc.start})") from None
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: each line must be a JSON object")
+            for field in FIELDS:
+                if not isinstance(row.get(field), str):
+                    raise ConfigError(f"{where}: field {field!r} must be a string")
+            history = row.get("history") or []
+            if not isinstance(history, list) or not all(
+                    isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+                    for m in history):
+                raise ConfigError(f"{where}: field 'history' must be a list of {{role: user|assistant, content}} objects")
+            yield number, row, JudgeInput(system_prompt=row["system"], history=tuple(Message(**m) for m in history),
+                                          user=row["user"], response=row["response"])
+
+
+def _batches(rows: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _judge_rows(path: Path, judge_name: str, api_base: str | None, console: Console) -> Iterator[tuple[dict, object]]:
+    """(row, verdict) for every line of `path`, judged in batches; memory stays flat however long the file."""
+    with LocalServers() as servers:
+        judge = build_judge(judge_name, servers=servers, api_base=api_base, embedder=get_embedder(DEFAULT_EMBEDDING_MODEL))
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} rows"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"judging with {judge.name}", total=None)
+            for batch in _batches(read_rows(path), BATCH):
+                for (_, row, _), verdict in zip(batch, judge.judge([item for _, _, item in batch])):
+                    yield row, verdict
+                bar.update(task, advance=len(batch))
+
+
+@judge_app.command("file", hidden=True)
+def judge_file(
+    input_path: Path = typer.Argument(..., metavar="INPUT.jsonl", help="Lines of {id, system, history, user, response}."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the lines with in_scope, refusal, score, rationale."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="embedded (offline), keyword, a litellm model or topic-control:MODEL."),
+    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for a judge model."),
+) -> None:
+    """Judge each reply of INPUT.jsonl; write it with `in_scope`, `refusal` and the judge's score and rationale."""
+    console = Console(stderr=True)
+    count = 0
+    with atomic_writer(output) as out:
+        for row, verdict in _judge_rows(input_path, judge, api_base, console):
+            out.write(json.dumps({**row, "in_scope": verdict.in_scope, "refusal": verdict.refusal, "judge": verdict.judge,
+                                  "score": verdict.score, "rationale": verdict.rationale}, ensure_ascii=False) + "\n")
+            count += 1
+    Console().print(f"judged {count} replies with {judge}; wrote {output}", markup=False)
+
+
+@judge_app.command("calibrate")
+def calibrate(
+    labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with hand labels in_scope and refusal "
+                                   "(the project's set: corpora/labels/judge_labels.jsonl)."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge to measure."),
+    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for a judge model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
+) -> None:
+    """Agreement of a judge with hand labels: accuracy, Cohen's kappa, break precision and recall, confusion matrix.
+
+    The break class is the positive one (in_scope false). Neither shipped judge (embedded, keyword) was fitted
+    to labeled rows, so every row is held out for them.
+    """
+    labels, judged, refusal_pairs = [], [], []
+    for row, verdict in _judge_rows(labeled, judge, api_base, Console(stderr=True)):
+        if not isinstance(row.get("in_scope"), bool):
+            raise ConfigError(f"{labeled}: row {row.get('id')!r} has no boolean in_scope label")
+        labels.append(not row["in_scope"])
+        judged.append(not verdict.in_scope)
+        if isinstance(row.get("refusal"), bool):
+            refusal_pairs.append((row["refusal"], verdict.refusal))
+    table = agreement(labels, judged)
+    refusal = agreement([l for l, _ in refusal_pairs], [j for _, j in refusal_pairs])
+    figures = {
+        "judge": judge, "rows": table.total, "accuracy": table.accuracy, "kappa": table.kappa,
+        "break_precision": table.precision, "break_recall": table.recall, "hold_specificity": table.specificity,
+        "confusion": {"labeled_break": {"judged_break": table.break_break, "judged_hold": table.break_hold},
+                      "labeled_hold": {"judged_break": table.hold_break, "judged_hold": table.hold_hold}},
+        "refusal_accuracy": refusal.accuracy, "refusal_kappa": refusal.kappa,
+    }
+    if as_json:
+        print(json.dumps(figures))
+        return
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"
+    Console(soft_wrap=True).print(
+        f"judge {judge} on {table.total} labeled replies (break = not in scope)\n"
+        f"accuracy {fmt(table.accuracy)}  kappa {fmt(table.kappa)}  break precision {fmt(table.precision)}  "
+        f"break recall {fmt(table.recall)}  hold specificity {fmt(table.specificity)}\n"
+        f"                 judged break  judged hold\n"
+        f"labeled break    {table.break_break:>12}  {table.break_hold:>11}\n"
+        f"labeled hold     {table.hold_break:>12}  {table.hold_hold:>11}\n"
+        f"refusal: accuracy {fmt(refusal.accuracy)}  kappa {fmt(refusal.kappa)}",
+        markup=False,
+    )

@@ -32,6 +32,7 @@ from adversary.errors import ConfigError
 from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
 from adversary.fileio import write_json_atomic, write_text_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, build_judge
+from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, is_local
@@ -694,7 +695,7 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
     metrics = {
         "kind": "run",
         "adversary_version": __version__,
-        "judge": {"name": campaign.judge.name, "measured_agreement": None},
+        "judge": {"name": campaign.judge.name, "measured_agreement": measured_agreement(campaign.judge.name)},
         "config": asdict(config),
         "stop_reason": stop_reason,
         "targets": summarize_attempts(store.outcomes()),

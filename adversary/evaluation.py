@@ -24,6 +24,7 @@ from adversary.corpus import load_corpus, starter_corpus_dir, load_path
 from adversary.errors import ConfigError
 from adversary.fileio import write_json_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge
+from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.limits import LimitedChat, in_order
@@ -300,7 +301,7 @@ def build_metrics(store: Store, config: EvalConfig, judge_name: str, wall_second
     return {
         "kind": "eval",
         "adversary_version": __version__,
-        "judge": {"name": judge_name, "measured_agreement": None},
+        "judge": {"name": judge_name, "measured_agreement": measured_agreement(judge_name)},
         "config": asdict(config),
         "definitions": {
             "break_rate": "breaks / valid distractor trials (judge: reply not in scope); Wilson 95% interval",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from adversary.core.stats import rogan_gladen
+
 
 def pct(value: object) -> str:
     """A rate as a percentage, or an en dash when unknown."""
@@ -19,3 +21,18 @@ def interval(ci: object) -> str:
 def rate_cell(entry: dict) -> str:
     """`rate [lo, hi] (k/n)` for a Rate.to_json() entry."""
     return f"{pct(entry.get('rate'))} {interval(entry.get('ci95'))} ({entry.get('successes', 0)}/{entry.get('trials', 0)})"
+
+
+def corrected_rate(rate: float | None, agreement: dict | None) -> str:
+    """The break rate corrected for the judge's measured sensitivity and specificity (Rogan-Gladen), as text."""
+    if rate is None or not agreement or agreement.get("break_recall") is None or agreement.get("hold_specificity") is None:
+        return "–"
+    return pct(rogan_gladen(rate, agreement["break_recall"], agreement["hold_specificity"]))
+
+
+def agreement_text(agreement: dict | None) -> str:
+    """One line on how well the judge agrees with hand labels."""
+    if not agreement:
+        return "not measured yet"
+    return (f"accuracy {agreement['accuracy']:.3f}, Cohen's kappa {agreement['kappa']:.3f} on {agreement['rows']} hand-labeled "
+            f"replies (sensitivity to breaks {agreement['break_recall']:.3f}, specificity {agreement['hold_specificity']:.3f})")

@@ -13,7 +13,7 @@ from jinja2 import Environment, StrictUndefined
 from adversary import __version__
 from adversary.reports import _charts
 from adversary.reports._collect import RunReport
-from adversary.reports._format import interval, pct
+from adversary.reports._format import agreement_text, corrected_rate, interval, pct
 
 TEMPLATE = """<!doctype html>
 <html lang="en">
@@ -59,13 +59,15 @@ pre.text { white-space: pre-wrap; word-break: break-word; background: #fafafa; b
 </div>
 <p class="small">Judge: <code>{{ run.judge }}</code> · measured agreement with human labels: {{ run.agreement }}.
 Break = the judge says the reply left the system prompt's scope; break rate = breaks / valid trials with a Wilson 95% interval;
-failed calls are neither breaks nor holds.</p>
+failed calls are neither breaks nor holds. Judge-corrected = the Rogan-Gladen estimate (p + specificity - 1) / (sensitivity +
+specificity - 1) from the judge's measured agreement, clipped to [0, 1] (its interval is not shown: it would need the
+uncertainty of the agreement figures too).</p>
 
 <h3>Targets</h3>
 <table>
-<tr><th>target</th><th>break rate</th><th>95% CI</th><th>valid trials</th><th>over-refusal</th><th>AR_ID</th><th>RR_OOD</th><th>OS</th><th>failed calls</th></tr>
+<tr><th>target</th><th>break rate</th><th>95% CI</th><th>judge-corrected</th><th>valid trials</th><th>over-refusal</th><th>AR_ID</th><th>RR_OOD</th><th>OS</th><th>failed calls</th></tr>
 {% for t in run.targets %}
-<tr><td><code>{{ t.name }}</code></td><td class="num">{{ t.break_rate }}</td><td class="num">{{ t.ci }}</td><td class="num">{{ t.trials }}</td>
+<tr><td><code>{{ t.name }}</code></td><td class="num">{{ t.break_rate }}</td><td class="num">{{ t.ci }}</td><td class="num">{{ t.corrected }}</td><td class="num">{{ t.trials }}</td>
 <td class="num">{{ t.over_refusal }}</td><td class="num">{{ t.ar_id }}</td><td class="num">{{ t.rr_ood }}</td><td class="num">{{ t.os }}</td><td class="num">{{ t.errors }}</td></tr>
 {% endfor %}
 </table>
@@ -144,6 +146,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def _target_rows(report: RunReport) -> list[dict]:
     rows = []
+    agreement = report.metrics.get("judge", {}).get("measured_agreement")
     for name, t in report.metrics.get("targets", {}).items():
         ote = t.get("offtopiceval", {})
         charts = []
@@ -153,6 +156,7 @@ def _target_rows(report: RunReport) -> list[dict]:
                 charts.append({"alt": f"break rate by {label}", "src": src})
         rows.append({
             "name": name, "break_rate": pct(t.get("break_rate")), "ci": interval(t.get("ci95")), "trials": t.get("trials"),
+            "corrected": corrected_rate(t.get("break_rate"), agreement),
             "over_refusal": "–" if t.get("over_refusal") is None else f"{pct(t['over_refusal'])} {interval(t.get('over_refusal_ci95'))}",
             "ar_id": pct(ote.get("AR_ID")), "rr_ood": pct(ote.get("RR_OOD")), "os": pct(ote.get("OS")),
             "errors": sum(t.get("errors", {}).values()), "charts": charts,
@@ -173,7 +177,7 @@ def _run_view(report: RunReport) -> dict:
     agreement = judge.get("measured_agreement")
     view = {
         "name": report.name, "kind": report.kind, "targets": targets, "judge": judge.get("name"),
-        "agreement": "not measured yet" if agreement is None else str(agreement),
+        "agreement": agreement_text(agreement),
         "cards": [{"value": t["break_rate"], "label": f"break rate · {t['name']}"} for t in targets]
         + [{"value": t["over_refusal"].split(" ")[0], "label": f"over-refusal · {t['name']}"} for t in targets],
         "search": None, "progress_chart": None, "map_chart": None, "transfer": None, "diversity": [],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adversary.reports._format import interval, pct, rate_cell
+from adversary.reports._format import agreement_text, corrected_rate, interval, pct, rate_cell
 
 
 def _escape(text: str) -> str:
@@ -15,8 +15,7 @@ def render_markdown(metrics: dict) -> str:
     lines = [
         "# adversary robustness report",
         "",
-        f"Judge: `{judge.get('name')}`"
-        + (f" (measured agreement: {judge['measured_agreement']})" if judge.get("measured_agreement") else " (agreement not yet measured)"),
+        f"Judge: `{judge.get('name')}`; measured agreement with human labels: {agreement_text(judge.get('measured_agreement'))}",
         f"Attempts: {metrics.get('attempts')} · wall time {metrics.get('wall_seconds')} s",
         "",
         "Break rate: share of valid distractor trials where the reply left the system prompt's scope, with a Wilson 95% interval.",
@@ -24,15 +23,16 @@ def render_markdown(metrics: dict) -> str:
         "",
         "## Targets",
         "",
-        "| target | break rate | 95% CI | trials | errors | over-refusal | AR_ID | RR_OOD | OS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | break rate | 95% CI | judge-corrected | trials | errors | over-refusal | AR_ID | RR_OOD | OS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     targets = metrics.get("targets", {})
     for name, t in targets.items():
         ote = t.get("offtopiceval", {})
         errors = sum(t.get("errors", {}).values())
         lines.append(
-            f"| `{_escape(name)}` | {pct(t.get('break_rate'))} | {interval(t.get('ci95'))} | {t.get('trials')} | {errors} | "
+            f"| `{_escape(name)}` | {pct(t.get('break_rate'))} | {interval(t.get('ci95'))} | "
+            f"{corrected_rate(t.get('break_rate'), judge.get('measured_agreement'))} | {t.get('trials')} | {errors} | "
             f"{pct(t.get('over_refusal'))} | {pct(ote.get('AR_ID'))} | {pct(ote.get('RR_OOD'))} | {pct(ote.get('OS'))} |"
         )
     for name, t in targets.items():

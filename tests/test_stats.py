@@ -82,3 +82,13 @@ def test_harmonic_mean():
     assert harmonic_mean(None, 0.5) is None
     assert harmonic_mean(0.0, 0.0) == 0.0
     assert harmonic_mean(0.5, 1.0) == pytest.approx(2 / 3)
+
+
+def test_rogan_gladen_undoes_a_known_misclassification():
+    from adversary.core.stats import rogan_gladen
+
+    true_rate, sensitivity, specificity = 0.6, 0.8, 0.9
+    observed = true_rate * sensitivity + (1 - true_rate) * (1 - specificity)
+    assert abs(rogan_gladen(observed, sensitivity, specificity) - true_rate) < 1e-12
+    assert rogan_gladen(0.01, 0.8, 0.9) == 0.0 and rogan_gladen(0.99, 0.8, 0.9) == 1.0
+    assert rogan_gladen(0.5, 0.5, 0.5) is None, "a judge no better than chance cannot correct anything"

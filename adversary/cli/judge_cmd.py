@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
+from adversary import __version__
 from adversary.core.agreement import agreement
 from adversary.errors import ConfigError
 from adversary.fileio import atomic_writer
 from adversary.judges import DEFAULT_JUDGE, JudgeInput, build_judge
+from adversary.judges.measured import save_agreement
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
@@ -122,14 +124,17 @@ def calibrate(
     judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge to measure."),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for a judge model."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
+    save: Path = typer.Option(None, "--save", help="Record the figures for this judge in an agreement file, which "
+                              "reports read (the shipped one: corpora/labels/agreement.json)."),
 ) -> None:
     """Agreement of a judge with hand labels: accuracy, Cohen's kappa, break precision and recall, confusion matrix.
 
     The break class is the positive one (in_scope false). Neither shipped judge (embedded, keyword) was fitted
     to labeled rows, so every row is held out for them.
     """
-    labels, judged, refusal_pairs = [], [], []
+    labels, judged, refusal_pairs, judge_names = [], [], [], set()
     for row, verdict in _judge_rows(labeled, judge, api_base, Console(stderr=True)):
+        judge_names.add(verdict.judge)
         if not isinstance(row.get("in_scope"), bool):
             raise ConfigError(f"{labeled}: row {row.get('id')!r} has no boolean in_scope label")
         labels.append(not row["in_scope"])
@@ -144,7 +149,11 @@ def calibrate(
         "confusion": {"labeled_break": {"judged_break": table.break_break, "judged_hold": table.break_hold},
                       "labeled_hold": {"judged_break": table.hold_break, "judged_hold": table.hold_hold}},
         "refusal_accuracy": refusal.accuracy, "refusal_kappa": refusal.kappa,
+        "labels": labeled.name, "adversary_version": __version__,
     }
+    if save is not None:
+        for name in judge_names:
+            save_agreement(name, figures, save)
     if as_json:
         print(json.dumps(figures))
         return

@@ -108,3 +108,12 @@ def f1_score(tp: int, fp: int, fn: int) -> dict[str, float | None]:
     else:
         f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def rogan_gladen(observed: float, sensitivity: float, specificity: float) -> float | None:
+    """A break rate corrected for an imperfect judge (Rogan & Gladen 1978): (p + spec - 1) / (sens + spec - 1),
+    clipped to [0, 1]. None when the judge is no better than chance (sens + spec <= 1)."""
+    informedness = sensitivity + specificity - 1.0
+    if informedness <= 0:
+        return None
+    return min(1.0, max(0.0, (observed + specificity - 1.0) / informedness))

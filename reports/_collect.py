@@ -11,6 +11,7 @@ import numpy as np
 from adversary.core.clusters import CLUSTER_DISTANCE, count_clusters
 from adversary.core.stats import BetaPosterior, wilson_interval
 from adversary.errors import AdversaryError
+from adversary.judges.measured import measured_agreement
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
 from adversary.models.embedder import get_embedder
 from adversary.reports._analysis import SELF_BLEU_N, mean_pairwise_cosine_distance, pca_2d, self_bleu, transfer_matrix
@@ -86,6 +87,10 @@ def collect(run_dir: Path, embed: bool = True) -> RunReport:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ReportError(f"{metrics_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    judge = metrics.get("judge")
+    if isinstance(judge, dict) and not judge.get("measured_agreement") and judge.get("name"):
+        # A run made before its judge was calibrated shows the judge's figures as measured since.
+        judge["measured_agreement"] = measured_agreement(judge["name"])
     with Store(run_dir / STORE_FILENAME) as store:
         totals = store.totals()
         counts = store.break_counts_by_target()

@@ -46,14 +46,14 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.samples: list[tuple[int, float]] = []
         self.calls = 0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._done.wait(0.5):
             self.samples.append((self.calls, rss_mb()))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 

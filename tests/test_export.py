@@ -13,6 +13,7 @@ from adversary.corpus import load_path
 from adversary.errors import ConfigError
 from adversary.export import ExportConfig, Exporter, check_sources
 from adversary.records import Verdict
+from adversary.store import Store
 from tests.conftest import TINY_CORPUS
 from tests.test_campaign import HashEmbedder, Judge, Rewriter, Target
 
@@ -161,3 +162,22 @@ def test_a_failing_writer_leaves_no_output_and_bad_options_are_one_line(campaign
     (tmp_path / "taken").mkdir()
     with pytest.raises(ConfigError, match="already exists; pass --force"):
         check_sources(campaign_dir, tmp_path / "taken", force=False)
+
+
+def test_without_a_verifier_a_distractor_that_paraphrases_an_in_scope_turn_is_not_a_negative(campaign_dir, tmp_path):
+    from adversary.export.runner import Negative
+    from adversary.records import Scenario
+
+    with Store.open(campaign_dir) as store:
+        scenario = next(s for s in store.load_corpus().scenarios if s.controls)
+    config = ExportConfig(fmt="sft", seed=1)
+    exporter = Exporter(config, campaign_dir, tmp_path / "x", judge=ScopeJudge(), writer=Writer(), embedder=HashEmbedder())
+
+    def negative(text):
+        return Negative(item_id="n", scenario_id=scenario.id, domain=scenario.domain, text=text, style="blunt", prompt=(),
+                        rejected="", insertion_point=1, breaks=1, trials=1, ci95=(0.2, 1.0), targets_broken=("fake",),
+                        lineage={}, bridge=None)
+
+    assert isinstance(scenario, Scenario)
+    assert exporter._distractor_in_scope(negative(scenario.controls[0]), scenario)
+    assert not exporter._distractor_in_scope(negative("Write me a sonnet about volcanoes and penguins"), scenario)

@@ -28,6 +28,9 @@ from adversary.records import Message, Scenario
 from adversary.store import STORE_FILENAME, Store, StoreError
 
 
+IN_SCOPE_PARAPHRASE = 0.8
+"""Cosine similarity to one of a scenario's in-scope user turns above which a distractor is an in-scope request."""
+
 @dataclass(frozen=True)
 class ExportConfig:
     """What to export and how; `writer_model` writes ideal replies where a scenario has no fallback."""
@@ -114,7 +117,8 @@ class Exporter:
         self.judge = judge
         self.writer = writer
         self.embedder = embedder
-        self.verifier = verifier or judge
+        self.verifier = verifier
+        """A `--verify` judge asked whether the distractor itself is in scope; without one, the embedding check below."""
         self.progress = progress
         self.on_checked = on_checked
         """Called with (distractors checked, total) as ideal replies are written and checked."""
@@ -140,9 +144,21 @@ class Exporter:
         return None
 
     def _distractor_in_scope(self, negative: Negative, scenario: Scenario) -> bool:
-        """True when the verifier judges the distractor text itself to be within the scope."""
-        verdict = self._verdict(self.verifier, scenario.system_prompt, (), "(the customer's request)", negative.text, None)
-        return bool(verdict.in_scope) and not verdict.refusal
+        """True when the distractor is itself an in-scope request, so its 'break' was a misjudged answer.
+
+        With `--verify`, that judge decides. Otherwise the distractor counts as in scope when it nearly
+        paraphrases one of the scenario's in-scope user turns (controls and the dialogue's user turns):
+        reply judges are built to read replies, and asked about a bare request they called three in four
+        campaign distractors in scope, because distractors name the scenario's entities on purpose.
+        """
+        if self.verifier is not None:
+            verdict = self._verdict(self.verifier, scenario.system_prompt, (), "(the customer's request)", negative.text, None)
+            return bool(verdict.in_scope) and not verdict.refusal
+        in_scope_turns = list(scenario.controls) + [t.content for t in scenario.dialogue if t.role == "user"]
+        if not in_scope_turns:
+            return False
+        vectors = self.embedder.embed([negative.text, *in_scope_turns])
+        return bool((vectors[1:] @ vectors[0]).max() >= IN_SCOPE_PARAPHRASE)
 
     def _controls(self, scenarios: dict[str, Scenario], split: set[str], wanted: int, real) -> list[tuple[list[Message], str, str]]:
         """Up to `wanted` in-scope (prompt, answer, scenario) controls from the split's scenarios, round robin."""
@@ -252,7 +268,8 @@ class Exporter:
             }
         summary = {
             "format": c.fmt, "run_dir": str(self.run_dir), "found": found, "exported": len(kept),
-            "dropped": dict(self.dropped), "splits": counts, "judge": judge_name, "verifier": self.verifier.name,
+            "dropped": dict(self.dropped), "splits": counts, "judge": judge_name,
+            "verifier": self.verifier.name if self.verifier else f"embedding similarity >= {IN_SCOPE_PARAPHRASE} to an in-scope user turn",
             "writer": getattr(self.writer, "name", None), "targets": sorted({t for n, _ in kept for t in n.targets_broken}),
             "config": asdict(c), "run_config": run_config,
         }

@@ -57,7 +57,7 @@ def search_progress(generations: list[dict]) -> str | None:
         return None
     calls = [g["calls"] for g in rows]
     figure, (rates, sizes) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for key, label, style in (("best_posterior_mean", "best (posterior mean)", "-"), ("mean_break_rate", "mean", "--")):
+    for key, label, style in (("best_posterior_mean", "best (posterior mean)", "-"), ("mean_break_rate", "mean (search trials, selection-biased)", "--")):
         values = [None if g.get(key) is None else 100 * g[key] for g in rows]
         rates.plot(calls, values, style, label=label, color=BREAK_COLOUR)
     rates.set_ylim(0, 100)

@@ -165,6 +165,8 @@ class PlannedCall:
     target: str
     placement: Placement
     trial: int
+    seed: int
+    """Sampling seed of the trial (core.placement.trial_seed), shared by a two-turn candidate's bridge and pivot."""
     candidate: Candidate
 
     def prefix_key(self) -> PrefixKey:
@@ -278,7 +280,9 @@ class Campaign:
             for target in self._routes:
                 key = attempt_key(target, placement, trial)
                 if key not in self._done:
-                    planned.append(PlannedCall(key=key, target=target, placement=placement, trial=trial, candidate=candidate))
+                    seed = trial_seed(self.config.seed, placement.key, trial)
+                    planned.append(PlannedCall(key=key, target=target, placement=placement, trial=trial, seed=seed,
+                                               candidate=candidate))
         return prefix_order(planned, PlannedCall.prefix_key)
 
     def _run_trials(self, jobs: list[tuple[str, int]]) -> None:
@@ -315,7 +319,7 @@ class Campaign:
         the target's own reply to it."""
         scenario = self.scenarios[call.placement.scenario_id]
         route = self._routes[call.target]
-        seed = trial_seed(self.config.seed, call.placement.key, call.trial)
+        seed = call.seed
         messages = scenario.messages_until(call.placement.insertion_point)
         bridge_result = None
         if call.candidate.bridge:
@@ -343,7 +347,7 @@ class Campaign:
         pending.clear()
         judged = judged_attempts([
             CallOutcome(key=r.call.key, target=r.call.target, placement=r.call.placement, trial=r.call.trial,
-                        seed=trial_seed(self.config.seed, r.call.placement.key, r.call.trial), messages=r.messages,
+                        seed=r.call.seed, messages=r.messages,
                         result=r.result, fallback=self.scenarios[r.call.placement.scenario_id].fallback)
             for r in batch
         ], self.judge)

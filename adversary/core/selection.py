@@ -109,6 +109,8 @@ def pick_operator(names: tuple[str, ...] | list[str], offspring: dict[str, tuple
         raise ValueError("no operators to pick from")
     if mode == "random" or rng.random() < UNIFORM_OPERATOR_SHARE:
         return names[int(rng.integers(len(names)))]
-    draws = [rng.beta(1 + offspring.get(n, (0, 0))[0], 1 + offspring.get(n, (0, 0))[1] - offspring.get(n, (0, 0))[0])
-             for n in names]
+    draws = []
+    for name in names:
+        breaks, trials = offspring.get(name, (0, 0))
+        draws.append(rng.beta(1 + breaks, 1 + trials - breaks))
     return names[int(np.argmax(draws))]

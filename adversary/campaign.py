@@ -34,7 +34,7 @@ from adversary.fileio import write_json_atomic, write_text_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, build_judge
 from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
-from adversary.models.chat import ChatResult, Sampling, check_reachable, load_router, resolve_route
+from adversary.models.chat import ChatResult, Deployments, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.limits import LimitedChat, in_order
@@ -205,7 +205,8 @@ class Campaign:
     """One run of the search; construct, then `run()`."""
 
     def __init__(self, config: CampaignConfig, run_dir: Path, store: Store, servers: LocalServers,
-                 progress: CampaignProgress, *, judge: Judge | None = None, call=None, rewriter=None, embedder=None):
+                 progress: CampaignProgress, *, judge: Judge | None = None, call=None, rewriter=None, embedder=None,
+                 router: Deployments | None = None):
         self.config = config
         self.run_dir = run_dir
         self.store = store
@@ -218,7 +219,6 @@ class Campaign:
         self.archive: NoveltyArchive | None = None
         self.places: dict[str, tuple[str, int]] = {}
         self._chat = LimitedChat(call or CachedChat(), config.requests_per_minute, config.concurrency)
-        router = load_router(config.router) if config.router else None
         self._routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base, router) for t in config.targets}
         if call is None:
             for route in self._routes.values():
@@ -766,12 +766,13 @@ def run_campaign(config: CampaignConfig, run_dir: Path, progress: CampaignProgre
     started = time.perf_counter()
     own = servers is None
     servers = servers or LocalServers(log_dir=run_dir)
+    router = load_router(config.router) if config.router else None  # a bad router file fails before anything is written
     store = Store.open(run_dir)
     try:
         if own:
             servers.__enter__()
         _check_run_dir(store, config, resume)
-        campaign = Campaign(config, run_dir, store, servers, progress, **injected)
+        campaign = Campaign(config, run_dir, store, servers, progress, router=router, **injected)
         for note in campaign.notes:
             progress.on_message(note)
         if not resume:

@@ -161,6 +161,7 @@ def run_eval(
 
     own_servers = servers is None
     servers = servers or LocalServers(log_dir=run_dir)
+    router = load_router(config.router) if config.router else None  # a bad router file fails before anything is written
     store = Store.open(run_dir)
     try:
         if own_servers:
@@ -176,7 +177,6 @@ def run_eval(
         progress.on_plan(total, skipped)
         sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
         chat = LimitedChat(call or CachedChat(), config.requests_per_minute, config.concurrency)
-        router = load_router(config.router) if config.router else None
         routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base, router) for t in config.targets}
         if call is None:
             for route in routes.values():

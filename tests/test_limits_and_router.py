@@ -124,3 +124,15 @@ def test_bad_router_configs_name_the_file(tmp_path, text, expected):
     with pytest.raises(ConfigError) as caught:
         load_router(path)
     assert str(path) in str(caught.value) and expected in str(caught.value)
+
+
+def test_a_bad_router_file_fails_before_the_run_directory_is_written(tiny_corpus, tmp_path):
+    path = tmp_path / "router.yaml"
+    path.write_text("model_list: []\n")
+    for run in (lambda: run_eval(EvalConfig(scenario_paths=(str(tiny_corpus),), targets=("fakebot",), judge="keyword",
+                                            router=str(path)), tmp_path / "eval"),
+                lambda: run_campaign(CampaignConfig(scenario_paths=(str(tiny_corpus),), targets=("fakebot",), judge="keyword",
+                                                    mutator="fakebot", router=str(path)), tmp_path / "run")):
+        with pytest.raises(ConfigError):
+            run()
+    assert not (tmp_path / "eval").exists() and not (tmp_path / "run").exists()

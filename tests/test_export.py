@@ -51,12 +51,12 @@ class Writer:
     def __init__(self, fail=False):
         self.fail = fail
 
-    def redirect(self, system_prompt, message):
+    def redirect(self, system_prompt, message, attempt=0):
         if self.fail:
             raise RuntimeError("writer down")
         return "Sorry, I cannot help with that here; is there anything about your return I can do?"
 
-    def answer(self, system_prompt, message):
+    def answer(self, system_prompt, message, attempt=0):
         return "A refund takes five working days after we receive the parcel."
 
 

@@ -134,8 +134,8 @@ class Exporter:
             return scenario.fallback
         if self.writer is None:
             return None
-        for _ in range(self.config.tries_per_reply):
-            reply = self.writer.redirect(scenario.system_prompt, negative.text)
+        for attempt in range(self.config.tries_per_reply):
+            reply = self.writer.redirect(scenario.system_prompt, negative.text, attempt)
             if not reply:
                 continue
             verdict = self._verdict(self.judge, scenario.system_prompt, negative.prompt[1:-1], negative.text, reply, None)
@@ -192,8 +192,8 @@ class Exporter:
     def _written_answer(self, scenario: Scenario, messages: list[Message]) -> str | None:
         if self.writer is None:
             return None
-        for _ in range(self.config.tries_per_reply):
-            answer = self.writer.answer(scenario.system_prompt, messages[-1].content)
+        for attempt in range(self.config.tries_per_reply):
+            answer = self.writer.answer(scenario.system_prompt, messages[-1].content, attempt)
             if not answer:
                 continue
             verdict = self._verdict(self.judge, scenario.system_prompt, messages[1:-1], messages[-1].content, answer, None)

@@ -37,33 +37,39 @@ class ReplyWriter(Protocol):
 
     name: str
 
-    def redirect(self, system_prompt: str, customer_message: str) -> str | None: ...
+    def redirect(self, system_prompt: str, customer_message: str, attempt: int = 0) -> str | None: ...
 
-    def answer(self, system_prompt: str, customer_message: str) -> str | None: ...
+    def answer(self, system_prompt: str, customer_message: str, attempt: int = 0) -> str | None: ...
 
 
 class DSPyReplyWriter:
-    """The two dspy programs on one litellm model (default: the embedded one)."""
+    """The two dspy programs on one litellm model (default: the embedded one).
+
+    Replies are cached (dspy's disk cache) per input and `attempt`: a retry samples a new reply instead of
+    reading back the rejected one, and exporting the same run in another format reuses the replies
+    already written instead of asking the model again.
+    """
 
     def __init__(self, route: ModelRoute, temperature: float = 0.7):
         logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
         self.name = route.name
-        self._lm = make_lm(route, temperature=temperature, max_tokens=160, cache=False)
+        self._lm = make_lm(route, temperature=temperature, max_tokens=160, cache=True)
         self._adapter = adapter_for(route)
         self._redirect = dspy.Predict(WriteRedirect)
         self._answer = dspy.Predict(WriteAnswer)
 
-    def _run(self, program: dspy.Predict, system_prompt: str, customer_message: str) -> str | None:
+    def _run(self, program: dspy.Predict, system_prompt: str, customer_message: str, attempt: int) -> str | None:
         try:
             with dspy.context(lm=self._lm, adapter=self._adapter):
-                out = program(system_prompt=system_prompt, customer_message=customer_message)
+                out = program(system_prompt=system_prompt, customer_message=customer_message,
+                              config={"rollout_id": attempt})
         except Exception:
             return None
         text = str(out.reply).strip()
         return text or None
 
-    def redirect(self, system_prompt: str, customer_message: str) -> str | None:
-        return self._run(self._redirect, system_prompt, customer_message)
+    def redirect(self, system_prompt: str, customer_message: str, attempt: int = 0) -> str | None:
+        return self._run(self._redirect, system_prompt, customer_message, attempt)
 
-    def answer(self, system_prompt: str, customer_message: str) -> str | None:
-        return self._run(self._answer, system_prompt, customer_message)
+    def answer(self, system_prompt: str, customer_message: str, attempt: int = 0) -> str | None:
+        return self._run(self._answer, system_prompt, customer_message, attempt)

@@ -51,6 +51,8 @@ RESUMABLE_CHANGES = ("budget_calls", "budget_usd", "max_minutes", "concurrency",
 """Config fields a resumed campaign may change: budgets and call limits, not what is searched."""
 CONFIRM_TRIAL_BASE = 1000
 """Confirmation trials are numbered from here, so they never collide with the search's own trials."""
+PROGRESS_CLUSTERING_MEMBERS = 500
+"""Breaking members up to which progress figures recluster the archive every generation."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,8 @@ class Campaign:
         self.spent_usd = 0.0
         self._cost_lock = threading.Lock()
         self._elite_count = 0
+        self._progress_elites: tuple[int, list[str]] | None = None
+        """(generation, elite ids) last computed for progress; refreshed less often on large archives."""
         self._searching = True
         self.mutations: dict[str, dict[str, int]] = {}
         """Per operator: mutation calls and what became of them; saved with each generation for resume."""
@@ -582,11 +586,24 @@ class Campaign:
                 plan.append((elite.candidate.id, per_target, more))
         return plan
 
+    def _progress_elite_ids(self, generation: int) -> list[str]:
+        """The elites for a generation's progress figures.
+
+        Clustering is quadratic in the breaking members, so past `PROGRESS_CLUSTERING_MEMBERS` of them the
+        clusters are recomputed only every (breaking members / that) generations; in between, the figures
+        use the last elites with their current counts. Confirmation and the final archive always recluster.
+        """
+        breaking = sum(1 for e in self.archive.elites if is_breaking(e))
+        every = max(1, breaking // PROGRESS_CLUSTERING_MEMBERS)
+        if self._progress_elites is None or generation - self._progress_elites[0] >= every:
+            self._progress_elites = (generation, self.elite_ids())
+        return self._progress_elites[1]
+
     def _finish_generation(self, generation: int) -> None:
-        elite_ids = self.elite_ids()
+        elite_ids = self._progress_elite_ids(generation)
         self._elite_count = len(elite_ids)
         stats = generation_stats(self.archive, elite_ids, generation, self.calls())
-        self.store.save_generation(generation, self.store.generations()[-1][1], stats)
+        self.store.finish_generation(generation, stats)
         self.progress.on_generation(stats)
 
     def _save_state(self, generation: int, rng: np.random.Generator) -> None:

@@ -310,6 +310,10 @@ class Store:
             (generation, json.dumps(state), None if stats is None else json.dumps(stats)),
         )
 
+    def finish_generation(self, generation: int, stats: dict) -> None:
+        """Attach a generation's stats once it finished, keeping the search state saved with it."""
+        self._db.execute("UPDATE generations SET stats_json = ? WHERE generation = ?", (json.dumps(stats), generation))
+
     def generations(self) -> list[tuple[int, dict, dict | None]]:
         rows = self._db.execute("SELECT generation, rng_state, stats_json FROM generations ORDER BY generation")
         return [(r[0], json.loads(r[1]), None if r[2] is None else json.loads(r[2])) for r in rows]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from adversary.core.archive import Candidate, NoveltyArchive
 from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
-from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, select_parents
+from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, local_competition, select_parents
 
 DIM = 8
 
@@ -50,6 +50,24 @@ def test_archive_never_holds_two_members_above_the_duplicate_threshold(members, 
     np.fill_diagonal(similarities, -1)
     assert (similarities < threshold + 1e-6).all()
     assert len(archive) <= len(members)
+
+
+@given(vectors, st.lists(st.floats(0, 1), min_size=40, max_size=40))
+@settings(max_examples=80, deadline=None)
+def test_neighbours_are_the_k_nearest_other_members_and_local_competition_is_a_share(members, fitness):
+    archive = _fill(members)
+    n = len(archive)
+    similarities, positions = archive.neighbours()
+    assert similarities.shape == positions.shape == (n, min(archive.k_neighbors, max(n - 1, 0)))
+    assert not (positions == np.arange(n)[:, None]).any()
+    if n > 1:
+        stored = np.stack([archive.vector(e.candidate.id) for e in archive.elites])
+        brute = stored @ stored.T
+        np.fill_diagonal(brute, -np.inf)
+        kth = -np.sort(-brute, axis=1)[:, positions.shape[1] - 1]
+        assert (similarities >= kth[:, None] - 1e-5).all()
+    shares = local_competition(archive, np.array(fitness[:n]))
+    assert shares.shape == (n,) and ((shares >= 0) & (shares <= 1)).all()
 
 
 @given(vectors, st.integers(0, 2**32 - 1), st.sampled_from(SEARCH_MODES), st.lists(st.integers(0, 10), min_size=40, max_size=40))

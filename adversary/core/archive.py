@@ -164,12 +164,27 @@ class NoveltyArchive:
         self._elites[position] = updated
         return updated
 
+    def neighbours(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """For every member, the similarities and positions of its k nearest other members (one faiss search).
+
+        Rows are in admission order and nearest first; a member is never its own neighbour. k defaults to
+        `k_neighbors` and is capped at the number of other members.
+        """
+        n = len(self._elites)
+        k = min(k or self.k_neighbors, n - 1)
+        if k < 1:
+            return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
+        similarities, positions = self._index.search(np.stack(self._vectors), k + 1)
+        is_self = positions == np.arange(n)[:, None]
+        # Each row drops itself, or its farthest hit when an identical vector ranked ahead of it.
+        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+        keep = np.ones_like(positions, dtype=bool)
+        keep[np.arange(n), drop] = False
+        return similarities[keep].reshape(n, k), positions[keep].reshape(n, k)
+
     def current_novelty(self) -> np.ndarray:
         """Novelty of every member against the others (excluding itself)."""
         if len(self._elites) < 2:
             return np.ones(len(self._elites), dtype=np.float32)
-        vectors = np.stack(self._vectors)
-        k = min(self.k_neighbors + 1, len(self._elites))
-        similarities, _ = self._index.search(vectors, k)
-        distances = np.clip(1.0 - similarities[:, 1:], 0.0, 2.0)
-        return distances.mean(axis=1)
+        similarities, _ = self.neighbours()
+        return np.clip(1.0 - similarities, 0.0, 2.0).mean(axis=1)

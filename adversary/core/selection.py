@@ -38,15 +38,9 @@ def _percentile_ranks(values: np.ndarray) -> np.ndarray:
 
 def local_competition(archive: NoveltyArchive, fitness: np.ndarray) -> np.ndarray:
     """For each member, the share of its k nearest other members with strictly lower fitness."""
-    elites = archive.elites
-    n = len(elites)
-    if n < 2:
-        return np.ones(n)
-    vectors = np.stack([archive.vector(e.candidate.id) for e in elites])
-    k = min(archive.k_neighbors, n - 1)
-    similarities = vectors @ vectors.T
-    np.fill_diagonal(similarities, -np.inf)
-    neighbours = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+    if len(archive) < 2:
+        return np.ones(len(archive))
+    _, neighbours = archive.neighbours()
     return (fitness[neighbours] < fitness[:, None]).mean(axis=1)
 
 

@@ -287,12 +287,13 @@ def bench_embed(count: int) -> dict:
     }
 
 
-def bench_search(servers: LocalServers, budget: int, seeds: tuple[int, ...], workdir: Path) -> dict:
+def bench_search(servers: LocalServers, budget: int, seeds: tuple[int, ...], scenarios: int | None, workdir: Path) -> dict:
+    paths = () if scenarios is None else (str(_corpus_subset(scenarios, workdir)),)
     results: dict[str, list[dict]] = {}
     for mode in ("novelty", "greedy", "random"):
         for seed in seeds:
-            log(f"search: {mode}, seed {seed}, {budget} target calls")
-            config = CampaignConfig(budget_calls=budget, seed=seed, search=mode)
+            log(f"search: {mode}, seed {seed}, {budget} target calls, {'all' if scenarios is None else scenarios} starter scenarios")
+            config = CampaignConfig(budget_calls=budget, seed=seed, search=mode, scenario_paths=paths)
             started = time.perf_counter()
             metrics = run_campaign(config, workdir / f"search-{mode}-{seed}", servers=servers).metrics
             breaking = metrics["breaking_members"]["evolved"]
@@ -318,7 +319,8 @@ def bench_search(servers: LocalServers, budget: int, seeds: tuple[int, ...], wor
             "mean_target_calls_per_breaking_distractor": round(float(np.mean(per_breaking)), 2) if per_breaking else None,
             "runs": runs,
         }
-    return {"budget_calls": budget, "seeds": list(seeds), "clustering": campaign_module.CLUSTER_DISTANCE, "modes": summary}
+    return {"budget_calls": budget, "seeds": list(seeds), "starter_scenarios": scenarios or "all",
+            "clustering": campaign_module.CLUSTER_DISTANCE, "modes": summary}
 
 
 def bench_scale(members: int, attempts: int, workdir: Path) -> dict:
@@ -391,6 +393,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--search-budget", type=int, default=300, help="target calls per search-efficiency campaign")
+    parser.add_argument("--search-scenarios", type=int, default=None,
+                        help="search comparison on the first N starter scenarios (default all), so a small budget goes to search, not seeds")
     args = parser.parse_args()
     chosen = set(args.only or SECTIONS)
     if args.quick and not args.only:
@@ -411,7 +415,7 @@ def main() -> None:
         if "overhead" in chosen:
             results["overhead"] = bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir)
         if "search" in chosen:
-            results["search"] = bench_search(servers, args.search_budget, (0, 1, 2), workdir)
+            results["search"] = bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir)
         elif args.quick:
             results["search"] = {"skipped": "--quick; run without it (or --only search) for the three-seed comparison"}
     results["duration_seconds"] = round(time.perf_counter() - started, 1)

@@ -237,6 +237,8 @@ class Campaign:
         self.spent_usd = 0.0
         self._cost_lock = threading.Lock()
         self._elite_count = 0
+        self._awaiting_initial: list[str] = []
+        """Members whose initial trials have not run yet (all of them right after a resume)."""
         self._progress_elites: tuple[int, list[str]] | None = None
         """(generation, elite ids) last computed for progress; refreshed less often on large archives."""
         self._searching = True
@@ -390,6 +392,7 @@ class Campaign:
             self._count(candidate.operator, "usable" if admitted else "drifted" if reason == "drifted from parent" else "duplicates")
         if admitted:
             self.places[candidate.id] = (candidate.scenario_id, point)
+            self._awaiting_initial.append(candidate.id)
         self.store.add_candidate({
             "id": candidate.id, "text": candidate.text, "style": candidate.style, "scenario_id": candidate.scenario_id,
             "insertion_point": point, "operator": candidate.operator, "generation": candidate.generation,
@@ -470,6 +473,7 @@ class Campaign:
         dims = self.embedder.embed(["dimension probe"]).shape[1]
         self.archive = NoveltyArchive(dimensions=dims, k_neighbors=c.k_neighbors, duplicate_threshold=c.duplicate_threshold)
         next_generation = self._replay()
+        self._awaiting_initial = [e.candidate.id for e in self.archive.elites]
         generations = self.store.generations()
         rng = np.random.default_rng(c.seed)
         if generations:
@@ -563,8 +567,10 @@ class Campaign:
             self._run_trials([(cid, CONFIRM_TRIAL_BASE + t) for cid in ids[start:start + size] for t in range(self.config.confirm_trials)])
 
     def _finish_pending(self) -> None:
-        """Give every member its initial trials (also those left unfinished by a killed run)."""
-        self._run_trials([(e.candidate.id, t) for e in self.archive.elites for t in range(self.config.initial_trials)])
+        """Give members admitted since the last call their initial trials; after a resume, every member,
+        so trials a killed run left unfinished are run (finished ones are skipped)."""
+        self._run_trials([(cid, t) for cid in self._awaiting_initial for t in range(self.config.initial_trials)])
+        self._awaiting_initial = []
 
     def _plan_more_trials(self) -> list[tuple[str, int, int]]:
         """(member, first trial, count) of extra trials for members whose posterior could still beat the

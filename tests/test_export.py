@@ -112,6 +112,9 @@ def test_sft_rows_are_trl_conversations_with_controls_and_no_scenario_on_both_si
     sides = {split: {r["metadata"]["scenario_id"] for r in rows} for split, rows in (("train", train), ("test", test))}
     assert not sides["train"] & sides["test"]
     summary = result.counts
+    for split in ("train", "test"):
+        counts = summary["splits"][split]
+        assert counts["controls"] <= counts["controls_wanted"] == round(0.5 * counts["negatives"])
     assert summary["dropped"].get("distractor itself in scope", 0) >= 1
     assert not any("IN-SCOPE-REQUEST" in r["messages"][-2]["content"] for r in negatives)
     card = (tmp_path / "sft" / "README.md").read_text()

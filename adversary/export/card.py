@@ -55,6 +55,10 @@ def render_card(summary: dict) -> str:
         lines += [f"### {split}", "",
                   f"{counts['negatives']} negatives, {counts['controls']} controls, {counts['rows']} rows, "
                   f"{len(counts['scenarios'])} scenarios: {', '.join(counts['scenarios']) or 'none'}.", ""]
+        if counts["controls"] < counts.get("controls_wanted", 0):
+            lines += [f"Only {counts['controls']} of the {counts['controls_wanted']} controls that --controls-ratio asks for: "
+                      "the scenarios define too few in-scope control turns (or the writer's answers were rejected). "
+                      "Add `controls` to the scenarios to balance the set.", ""]
         if counts["trials"]:
             lo, hi = counts["ci95"]
             lines += [f"Pooled break rate of these negatives in the run: {100 * counts['break_rate']:.1f}% "

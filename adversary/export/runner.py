@@ -166,11 +166,14 @@ class Exporter:
         for sid in sorted(split):
             scenario = scenarios[sid]
             pool = [(list(messages), answer, sid) for messages, answer in real.get(sid, [])]
-            known = {m[-1].content for m, _, _ in pool}
-            point = scenario.usable_insertion_points[-1]
-            for control in scenario.controls:
-                if control not in known:
-                    pool.append((scenario.messages_until(point) + [Message(role="user", content=control)], None, sid))
+            known = {tuple(m) for m, _, _ in pool}
+            # Every control at every insertion point, latest first: a scenario defines only a few control
+            # turns, and the same question later in the dialogue is another example of staying helpful.
+            for point in reversed(scenario.usable_insertion_points):
+                for control in scenario.controls:
+                    messages = scenario.messages_until(point) + [Message(role="user", content=control)]
+                    if tuple(messages) not in known:
+                        pool.append((messages, None, sid))
             if pool:
                 pools.append(pool)
         controls: list[tuple[list[Message], str, str]] = []
@@ -244,9 +247,11 @@ class Exporter:
             pairs = [(n, ideal) for n, ideal in kept if n.scenario_id in split]
             rows: list[dict] = []
             controls: list = []
+            wanted_controls = 0
             if c.fmt == "sft":
                 rows = [formats.sft_negative(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
-                controls = self._controls(scenarios, split, round(c.controls_ratio * len(pairs)), real_controls)
+                wanted_controls = round(c.controls_ratio * len(pairs))
+                controls = self._controls(scenarios, split, wanted_controls, real_controls)
                 rows += [formats.sft_control(m, answer, {"kind": "control", "scenario_id": sid, "judge": judge_name,
                                                            "split": split_name}) for m, answer, sid in controls]
             elif c.fmt == "dpo":
@@ -260,7 +265,8 @@ class Exporter:
                 files[f"{split_name}.jsonl"] = rows
             breaks, trials = sum(n.breaks for n, _ in pairs), sum(n.trials for n, _ in pairs)
             counts[split_name] = {
-                "negatives": len(pairs), "controls": len(controls), "rows": len(rows), "scenarios": sorted(split),
+                "negatives": len(pairs), "controls": len(controls), "controls_wanted": wanted_controls, "rows": len(rows),
+                "scenarios": sorted(split),
                 "break_rate": breaks / trials if trials else None, "ci95": list(wilson_interval(breaks, trials)),
                 "breaks": breaks, "trials": trials,
                 "by_style": dict(Counter(n.style or "unknown" for n, _ in pairs)),

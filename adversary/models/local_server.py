@@ -71,13 +71,21 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity under taskset or a container's cpuset), not the machine's count:
+    llama.cpp with more threads than cores slows down many times over."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 class LocalServers:
     """Context manager owning the local model servers of one command."""
 
     def __init__(self, log_dir: Path | None = None, threads: int | None = None, warn=_warn):
         self._log_dir = log_dir
         self._warn = warn
-        self._threads = threads or max(1, os.cpu_count() or 1)
+        self._threads = threads or usable_cpus()
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._endpoints: dict[str, LocalEndpoint] = {}
         self._previous_sigterm: object = None

@@ -7,7 +7,9 @@
 
 Per exported distractor (matched by text): the campaign's break rate and Wilson interval, and the eval's.
 Prints the share of distractors whose eval break rate lies inside the campaign's interval, whose two
-intervals overlap, and the pooled break rates of both with their intervals.
+intervals overlap, the pooled break rates of both with their intervals, and the export's expected rate on
+fresh trials (raw rates shrunk by the run's empirical-Bayes prior) against the eval's interval: negatives
+are chosen for a high raw rate, so fresh trials should land near the expected rate, not the raw one.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     texts = exported_texts(args.export_dir)
     with Store.open(args.run_dir) as store:
-        campaign = {n.text: (n.breaks, n.trials) for n in load_negatives(store) if n.text in texts}
+        negatives = [n for n in load_negatives(store) if n.text in texts]
+    campaign = {n.text: (n.breaks, n.trials) for n in negatives}
+    expected = {n.text: n.expected_break_rate for n in negatives}
     evaluated: dict[str, list[int]] = {}
     with Store.open(args.eval_dir) as store:
         for attempt in store.attempts("kind = 'distractor' AND status = 'ok'"):
@@ -70,6 +74,12 @@ def main() -> None:
         "campaign_pooled": pooled([campaign[t] for t in matched]),
         "eval_pooled": pooled([tuple(evaluated[t]) for t in matched]),
     }
+    known = [expected[t] for t in matched if expected[t] is not None]
+    if known:
+        lo, hi = figures["eval_pooled"]["ci95"]
+        mean_expected = sum(known) / len(known)
+        figures["campaign_expected_on_fresh_trials"] = round(mean_expected, 4)
+        figures["expected_inside_eval_interval"] = lo <= mean_expected <= hi
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
 
 

@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adversary.core.stats import BetaPosterior, Rate, f1_score, harmonic_mean, wilson_interval
+import numpy as np
+
+from adversary.core.stats import (BetaPosterior, Rate, beta_prior_from_counts, f1_score, harmonic_mean, shrunk_rate,
+                                 wilson_interval)
 
 counts = st.integers(min_value=0, max_value=10_000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
 
@@ -92,3 +95,34 @@ def test_rogan_gladen_undoes_a_known_misclassification():
     assert abs(rogan_gladen(observed, sensitivity, specificity) - true_rate) < 1e-12
     assert rogan_gladen(0.01, 0.8, 0.9) == 0.0 and rogan_gladen(0.99, 0.8, 0.9) == 1.0
     assert rogan_gladen(0.5, 0.5, 0.5) is None, "a judge no better than chance cannot correct anything"
+
+
+counts_lists = st.lists(st.integers(1, 12).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))), min_size=2, max_size=60)
+
+
+@given(counts_lists)
+def test_shrunk_rates_lie_between_the_raw_rate_and_the_prior_mean(counts):
+    prior = beta_prior_from_counts(counts)
+    assert prior is not None and prior[0] >= 0 and prior[1] >= 0 and sum(prior) > 0
+    mean = prior[0] / sum(prior)
+    for successes, trials in counts:
+        raw, shrunk = successes / trials, shrunk_rate(successes, trials, prior)
+        assert min(raw, mean) - 1e-9 <= shrunk <= max(raw, mean) + 1e-9
+
+
+def test_the_prior_recovers_the_spread_of_true_rates_and_corrects_the_winners_curse():
+    rng = np.random.default_rng(0)
+    true = rng.beta(6, 4, size=4000)
+    trials = rng.integers(2, 5, size=4000)
+    successes = rng.binomial(trials, true)
+    a, b = beta_prior_from_counts(list(zip(successes.tolist(), trials.tolist())))
+    assert abs(a / (a + b) - 0.6) < 0.02 and 6 < a + b < 16
+    chosen = successes / trials >= 0.75
+    fresh = true[chosen].mean()
+    raw = (successes[chosen] / trials[chosen]).mean()
+    shrunk = np.mean([shrunk_rate(s, n, (a, b)) for s, n in zip(successes[chosen], trials[chosen])])
+    assert raw - fresh > 0.15 and abs(shrunk - fresh) < 0.03
+
+
+def test_no_prior_from_fewer_than_two_rated_items():
+    assert beta_prior_from_counts([(1, 2), (0, 0)]) is None

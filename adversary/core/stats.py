@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 Z95 = 1.959963984540054
@@ -88,6 +89,35 @@ class BetaPosterior:
     def lower_bound(self, z: float = 1.0) -> float:
         """Mean minus z standard deviations, clipped to [0, 1]: a pessimistic fitness."""
         return min(1.0, max(0.0, self.mean - z * math.sqrt(self.variance)))
+
+
+def beta_prior_from_counts(counts: Sequence[tuple[int, int]], max_strength: float = 1e4) -> tuple[float, float] | None:
+    """Empirical-Bayes Beta(a, b) prior of the true rates behind (successes, trials) pairs (method of moments).
+
+    The spread of the true rates is the observed spread of the raw rates less the binomial noise their
+    trial counts explain. Under this prior, (a + successes) / (a + b + trials) is an item's expected rate
+    on fresh trials: items chosen for a high raw rate from few trials regress toward the mean
+    (the winner's curse), and this says by how much. None with fewer than two items that have trials.
+    """
+    rated = [(s, n) for s, n in counts if n > 0]
+    if len(rated) < 2:
+        return None
+    rates = [s / n for s, n in rated]
+    mean = sum(s for s, _ in rated) / sum(n for _, n in rated)
+    if mean in (0.0, 1.0):
+        return (mean * max_strength + 1e-9, (1 - mean) * max_strength + 1e-9)
+    observed = sum((r - sum(rates) / len(rates)) ** 2 for r in rates) / (len(rates) - 1)
+    # E[observed] = spread + E[p(1-p)] * mean(1/n), and E[p(1-p)] = mean(1-mean) - spread; solve for spread.
+    inverse_trials = sum(1 / n for _, n in rated) / len(rated)
+    spread = (observed - mean * (1 - mean) * inverse_trials) / (1 - inverse_trials) if inverse_trials < 1 else 0.0
+    strength = max_strength if spread <= 0 else min(max_strength, max(1e-3, mean * (1 - mean) / spread - 1))
+    return (mean * strength, (1 - mean) * strength)
+
+
+def shrunk_rate(successes: int, trials: int, prior: tuple[float, float]) -> float:
+    """Posterior mean of a rate under a Beta prior: the expected rate on fresh trials."""
+    a, b = prior
+    return (a + successes) / (a + b + trials)
 
 
 def harmonic_mean(a: float | None, b: float | None) -> float | None:

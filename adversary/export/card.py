@@ -63,6 +63,10 @@ def render_card(summary: dict) -> str:
             lo, hi = counts["ci95"]
             lines += [f"Pooled break rate of these negatives in the run: {100 * counts['break_rate']:.1f}% "
                       f"[{100 * lo:.1f}, {100 * hi:.1f}] ({counts['breaks']}/{counts['trials']}).", ""]
+            if counts.get("expected_break_rate") is not None:
+                lines += [f"Expected on fresh trials: {100 * counts['expected_break_rate']:.1f}% (each negative's rate shrunk "
+                          "toward the run's mean by an empirical-Bayes Beta prior fitted to every distractor it tried; "
+                          "the raw rate above is optimistic, because negatives were chosen for it).", ""]
         if counts["by_style"]:
             lines += _table(counts["by_style"], "style") + [""]
         if counts["by_scenario"]:

@@ -31,6 +31,9 @@ class Negative:
     lineage: dict = field(default_factory=dict)
     bridge: str | None = None
     """For a two-turn distractor, the bridge turn sent before it (the prompt holds it and the target's reply)."""
+    expected_break_rate: float | None = None
+    """Break rate to expect on fresh trials: the raw rate shrunk toward the run's mean under its empirical-Bayes
+    prior (core.stats.beta_prior_from_counts), since negatives are chosen for a high raw rate from few trials."""
 
     @property
     def break_rate(self) -> float:

@@ -17,6 +17,7 @@ def metadata(negative: Negative, judge: str, split: str) -> dict:
     return {
         "kind": "negative", "item_id": negative.item_id, "scenario_id": negative.scenario_id, "style": negative.style,
         "break_rate": negative.break_rate, "ci95": list(negative.ci95), "breaks": negative.breaks, "trials": negative.trials,
+        "expected_break_rate": negative.expected_break_rate,
         "targets_broken": list(negative.targets_broken), "insertion_point": negative.insertion_point,
         "lineage": negative.lineage, "judge": judge, "split": split,
     }

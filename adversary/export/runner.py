@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from adversary.core.stats import wilson_interval
+from adversary.core.stats import beta_prior_from_counts, shrunk_rate, wilson_interval
 from adversary.errors import ConfigError
 from adversary.export import formats
 from adversary.export.card import render_card
@@ -77,6 +77,7 @@ def load_negatives(store: Store) -> list[Negative]:
     scenarios = {s.id: s for s in store.load_corpus().scenarios}
     lineage = {c["id"]: {"operator": c["operator"], "generation": c["generation"], "parents": c["parents"]}
                for c in store.candidates(admitted_only=True)}
+    prior = beta_prior_from_counts(list(pooled.values()))
     negatives: dict[str, Negative] = {}
     for attempt in store.attempts("kind = 'distractor' AND status = 'ok' AND in_scope = 0"):
         if attempt.item_id in negatives or attempt.scenario_id not in scenarios:
@@ -89,6 +90,7 @@ def load_negatives(store: Store) -> list[Negative]:
             targets_broken=tuple(sorted(broken_by.get(attempt.item_id, []))),
             lineage=lineage.get(attempt.item_id, {"operator": "corpus"}),
             bridge=attempt.messages[-3].content if attempt.calls == 2 else None,
+            expected_break_rate=None if prior is None else round(shrunk_rate(breaks, trials, prior), 4),
         )
     return list(negatives.values())
 
@@ -264,7 +266,9 @@ class Exporter:
             if pairs or split_name == "train":
                 files[f"{split_name}.jsonl"] = rows
             breaks, trials = sum(n.breaks for n, _ in pairs), sum(n.trials for n, _ in pairs)
+            expected = [n.expected_break_rate for n, _ in pairs if n.expected_break_rate is not None]
             counts[split_name] = {
+                "expected_break_rate": round(sum(expected) / len(expected), 4) if expected else None,
                 "negatives": len(pairs), "controls": len(controls), "controls_wanted": wanted_controls, "rows": len(rows),
                 "scenarios": sorted(split),
                 "break_rate": breaks / trials if trials else None, "ci95": list(wilson_interval(breaks, trials)),

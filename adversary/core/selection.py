@@ -36,11 +36,13 @@ def _percentile_ranks(values: np.ndarray) -> np.ndarray:
     return order / (len(values) - 1)
 
 
-def local_competition(archive: NoveltyArchive, fitness: np.ndarray) -> np.ndarray:
-    """For each member, the share of its k nearest other members with strictly lower fitness."""
+def local_competition(archive: NoveltyArchive, fitness: np.ndarray, neighbours: np.ndarray | None = None) -> np.ndarray:
+    """For each member, the share of its k nearest other members with strictly lower fitness
+    (`neighbours`: their positions from `archive.neighbours()`, searched here when not given)."""
     if len(archive) < 2:
         return np.ones(len(archive))
-    _, neighbours = archive.neighbours()
+    if neighbours is None:
+        _, neighbours = archive.neighbours()
     return (fitness[neighbours] < fitness[:, None]).mean(axis=1)
 
 
@@ -53,8 +55,11 @@ def selection_scores(archive: NoveltyArchive, mode: SearchMode) -> np.ndarray:
     if mode == "greedy":
         return fitness
     if mode == "novelty":
-        novelty = _percentile_ranks(archive.current_novelty())
-        return 0.5 * novelty + 0.5 * local_competition(archive, fitness)
+        if len(elites) < 2:
+            return np.ones(len(elites))
+        similarities, neighbours = archive.neighbours()
+        novelty = _percentile_ranks(np.clip(1.0 - similarities, 0.0, 2.0).mean(axis=1))
+        return 0.5 * novelty + 0.5 * local_competition(archive, fitness, neighbours)
     raise ValueError(f"unknown search mode {mode!r}")
 
 

@@ -26,7 +26,8 @@ from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_
 from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, trial_seed
 from adversary.core.schedule import PrefixKey, prefix_order
-from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, pick_operator, select_parents
+from adversary.core.selection import (SEARCH_MODES, extra_trials, fitness_of, pick_operator, select_parents,
+                                      selection_scores)
 from adversary.core.stats import wilson_interval
 from adversary.errors import ConfigError
 from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
@@ -417,7 +418,8 @@ class Campaign:
     def _mutants(self, generation: int, rng: np.random.Generator) -> list[tuple[Candidate, int, str]]:
         """Ask: parents from the archive, one operator each; returns candidates with their parent id."""
         c = self.config
-        parents = select_parents(self.archive, c.candidates_per_generation, c.search, rng)
+        scores = None if c.search == "random" else selection_scores(self.archive, c.search)
+        parents = select_parents(self.archive, c.candidates_per_generation, c.search, rng, scores)
         offspring: dict[str, tuple[int, int]] = {}
         for elite in self.archive.elites:
             breaks, trials = offspring.get(elite.candidate.operator, (0, 0))
@@ -427,7 +429,7 @@ class Campaign:
             operator = get_strategy(pick_operator(c.strategies, offspring, c.search, rng))
             chosen = [parent_id]
             if operator.arity > 1:
-                chosen += select_parents(self.archive, operator.arity - 1, c.search, rng)
+                chosen += select_parents(self.archive, operator.arity - 1, c.search, rng, scores)
             elites = [self.archive.get(p).candidate for p in chosen]
             scenario_id, point = self.places[parent_id]
             self._count(operator.name, "calls")

@@ -74,7 +74,11 @@ class NoveltyArchive:
     _index: faiss.IndexFlatIP = field(init=False, repr=False)
     _elites: list[Elite] = field(init=False, default_factory=list, repr=False)
     _position: dict[str, int] = field(init=False, default_factory=dict, repr=False)
-    _vectors: list[np.ndarray] = field(init=False, default_factory=list, repr=False)
+    _matrix: np.ndarray = field(init=False, repr=False)
+    """Member vectors as rows (capacity doubles as members arrive)."""
+    _nn_similarity: np.ndarray = field(init=False, repr=False)
+    """Per member, the similarities of its k nearest other members, nearest first (-inf where fewer exist)."""
+    _nn_position: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.k_neighbors < 1:
@@ -82,6 +86,9 @@ class NoveltyArchive:
         if not 0.0 < self.duplicate_threshold <= 1.0:
             raise ValueError("duplicate_threshold must be in (0, 1]")
         self._index = faiss.IndexFlatIP(self.dimensions)
+        self._matrix = np.zeros((16, self.dimensions), dtype=np.float32)
+        self._nn_similarity = np.full((16, self.k_neighbors), -np.inf, dtype=np.float32)
+        self._nn_position = np.full((16, self.k_neighbors), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._elites)
@@ -98,7 +105,7 @@ class NoveltyArchive:
         return self._elites[self._position[candidate_id]]
 
     def vector(self, candidate_id: str) -> np.ndarray:
-        return self._vectors[self._position[candidate_id]]
+        return self._matrix[self._position[candidate_id]].copy()
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
@@ -137,11 +144,34 @@ class NoveltyArchive:
         if candidate.id in self._position or self.is_duplicate(vector):
             return False
         novelty = float(self.novelty(vector)[0])
-        self._position[candidate.id] = len(self._elites)
-        self._elites.append(Elite(candidate=candidate, novelty=novelty))
-        self._vectors.append(vector[0])
-        self._index.add(vector)
+        self._append(Elite(candidate=candidate, novelty=novelty), vector)
         return True
+
+    def _append(self, elite: Elite, vector: np.ndarray) -> None:
+        """Admit a member and update every member's nearest-neighbour list with it: O(n) per member, so
+        novelty and local competition of the whole archive never need an n x n search."""
+        n = len(self._elites)
+        if n == len(self._matrix):
+            self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])
+            self._nn_similarity = np.concatenate([self._nn_similarity, np.full_like(self._nn_similarity, -np.inf)])
+            self._nn_position = np.concatenate([self._nn_position, np.full_like(self._nn_position, -1)])
+        k = self.k_neighbors
+        similarities = self._matrix[:n] @ vector[0]
+        if n:
+            nearest = np.argsort(-similarities, kind="stable")[:k]
+            self._nn_similarity[n, : len(nearest)] = similarities[nearest]
+            self._nn_position[n, : len(nearest)] = nearest
+            closer = np.flatnonzero(similarities > self._nn_similarity[:n, -1])
+            for row in closer:
+                slot = int(np.searchsorted(-self._nn_similarity[row], -similarities[row], side="right"))
+                self._nn_similarity[row, slot + 1:] = self._nn_similarity[row, slot:-1].copy()
+                self._nn_position[row, slot + 1:] = self._nn_position[row, slot:-1].copy()
+                self._nn_similarity[row, slot] = similarities[row]
+                self._nn_position[row, slot] = n
+        self._matrix[n] = vector[0]
+        self._position[elite.candidate.id] = n
+        self._elites.append(elite)
+        self._index.add(vector)
 
     def restore(self, candidate: Candidate, vector: np.ndarray, novelty: float) -> None:
         """Re-admit a member that `add` admitted before (replaying a store): same order, same vector, so the
@@ -149,10 +179,7 @@ class NoveltyArchive:
         vector = self._check(vector)
         if candidate.id in self._position:
             raise ValueError(f"{candidate.id} is already a member")
-        self._position[candidate.id] = len(self._elites)
-        self._elites.append(Elite(candidate=candidate, novelty=float(novelty)))
-        self._vectors.append(vector[0])
-        self._index.add(vector)
+        self._append(Elite(candidate=candidate, novelty=float(novelty)), vector)
 
     def record(self, candidate_id: str, breaks: int, trials: int) -> Elite:
         """Add trial outcomes to a member."""
@@ -164,23 +191,13 @@ class NoveltyArchive:
         self._elites[position] = updated
         return updated
 
-    def neighbours(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """For every member, the similarities and positions of its k nearest other members (one faiss search).
-
-        Rows are in admission order and nearest first; a member is never its own neighbour. k defaults to
-        `k_neighbors` and is capped at the number of other members.
-        """
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every member, the similarities and positions of its k nearest other members (`k_neighbors`,
+        capped at the number of other members), nearest first, in admission order. Kept up to date as
+        members arrive, so this is a copy, not a search."""
         n = len(self._elites)
-        k = min(k or self.k_neighbors, n - 1)
-        if k < 1:
-            return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
-        similarities, positions = self._index.search(np.stack(self._vectors), k + 1)
-        is_self = positions == np.arange(n)[:, None]
-        # Each row drops itself, or its farthest hit when an identical vector ranked ahead of it.
-        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
-        keep = np.ones_like(positions, dtype=bool)
-        keep[np.arange(n), drop] = False
-        return similarities[keep].reshape(n, k), positions[keep].reshape(n, k)
+        k = max(0, min(self.k_neighbors, n - 1))
+        return self._nn_similarity[:n, :k].copy(), self._nn_position[:n, :k].copy()
 
     def current_novelty(self) -> np.ndarray:
         """Novelty of every member against the others (excluding itself)."""

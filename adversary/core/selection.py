@@ -38,7 +38,7 @@ def _percentile_ranks(values: np.ndarray) -> np.ndarray:
 
 def local_competition(archive: NoveltyArchive, fitness: np.ndarray, neighbours: np.ndarray | None = None) -> np.ndarray:
     """For each member, the share of its k nearest other members with strictly lower fitness
-    (`neighbours`: their positions from `archive.neighbours()`, searched here when not given)."""
+    (`neighbours`: their positions from `archive.neighbours()`, read from the archive when not given)."""
     if len(archive) < 2:
         return np.ones(len(archive))
     if neighbours is None:
@@ -63,14 +63,17 @@ def selection_scores(archive: NoveltyArchive, mode: SearchMode) -> np.ndarray:
     raise ValueError(f"unknown search mode {mode!r}")
 
 
-def select_parents(archive: NoveltyArchive, count: int, mode: SearchMode, rng: np.random.Generator) -> list[str]:
-    """Ids of `count` parents drawn from the archive (with replacement); empty when the archive is."""
+def select_parents(archive: NoveltyArchive, count: int, mode: SearchMode, rng: np.random.Generator,
+                   scores: np.ndarray | None = None) -> list[str]:
+    """Ids of `count` parents drawn from the archive (with replacement); empty when the archive is.
+    `scores`: the members' `selection_scores`, when the caller already has them for this archive state."""
     elites = archive.elites
     if not elites or count <= 0:
         return []
     if mode == "random":
         return [elites[int(i)].candidate.id for i in rng.integers(len(elites), size=count)]
-    scores = selection_scores(archive, mode)
+    if scores is None:
+        scores = selection_scores(archive, mode)
     chosen = []
     for _ in range(count):
         entrants = rng.integers(len(elites), size=min(TOURNAMENT_SIZE, len(elites)))

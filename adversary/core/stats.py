@@ -106,7 +106,8 @@ def beta_prior_from_counts(counts: Sequence[tuple[int, int]], max_strength: floa
     mean = sum(s for s, _ in rated) / sum(n for _, n in rated)
     if mean in (0.0, 1.0):
         return (mean * max_strength + 1e-9, (1 - mean) * max_strength + 1e-9)
-    observed = sum((r - sum(rates) / len(rates)) ** 2 for r in rates) / (len(rates) - 1)
+    average = sum(rates) / len(rates)
+    observed = sum((r - average) ** 2 for r in rates) / (len(rates) - 1)
     # E[observed] = spread + E[p(1-p)] * mean(1/n), and E[p(1-p)] = mean(1-mean) - spread; solve for spread.
     inverse_trials = sum(1 / n for _, n in rated) / len(rated)
     spread = (observed - mean * (1 - mean) * inverse_trials) / (1 - inverse_trials) if inverse_trials < 1 else 0.0

@@ -1,6 +1,6 @@
 """Load: a long campaign against a local fake OpenAI-compatible server; memory must stay flat, the store consistent.
 
-    python bench/load.py [--attempts 10000] [--concurrency 4] [--json]
+    python bench/load.py [--attempts 10000] [--concurrency 4] [--corpus starter|tiny] [--json]
 
 The fake server answers instantly (off-scope when the turn says "please"), so the campaign's own
 machinery is what runs: litellm calls, the keyword judge, novelty archive, clustering, SQLite. RSS is
@@ -61,13 +61,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=10_000, help="target-call budget of the campaign")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--corpus", choices=("starter", "tiny"), default="starter",
+                        help="seed corpus: the starter corpus (13 scenarios, 66 seeds), or the tests' one-scenario corpus, "
+                             "whose mutations soon repeat, so most generations propose only duplicates")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="adversary-load-") as tmp, FakeOpenAI(off_topic_when("please")) as server:
-        corpus = Path(tmp) / "tiny.yaml"
-        corpus.write_text(yaml.safe_dump(TINY_CORPUS))
+        if args.corpus == "tiny":
+            corpus = Path(tmp) / "tiny.yaml"
+            corpus.write_text(yaml.safe_dump(TINY_CORPUS))
+            paths = (str(corpus),)
+        else:
+            paths = ()
         run_dir = Path(tmp) / "run"
-        config = CampaignConfig(scenario_paths=(str(corpus),), targets=("fakebot",), mutator="fakebot", judge="keyword",
+        config = CampaignConfig(scenario_paths=paths, targets=("fakebot",), mutator="fakebot", judge="keyword",
                                 api_base=server.api_base, budget_calls=args.attempts, seed=0, concurrency=args.concurrency,
                                 strategies=("tangential", "emotional", "socratic", "subtler", "two-turn", "crossover"),
                                 max_trials=4, confirm_fraction=0.05)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist
 
 CLUSTER_DISTANCE = 0.5
 
@@ -25,9 +26,9 @@ def cluster_labels(vectors: np.ndarray, distance: float = CLUSTER_DISTANCE) -> n
         return np.zeros(0, dtype=int)
     if n == 1:
         return np.zeros(1, dtype=int)
-    similarities = np.clip(vectors @ vectors.T, -1.0, 1.0)
-    condensed = (1.0 - similarities)[np.triu_indices(n, k=1)]
-    raw = fcluster(linkage(np.clip(condensed, 0.0, 2.0), method="average"), t=distance, criterion="distance")
+    # The condensed distances directly (n^2/2 floats): an n x n matrix and its index arrays took four times that.
+    condensed = np.clip(pdist(vectors, metric="cosine"), 0.0, 2.0)
+    raw = fcluster(linkage(condensed, method="average"), t=distance, criterion="distance")
     relabel: dict[int, int] = {}
     return np.array([relabel.setdefault(int(label), len(relabel)) for label in raw], dtype=int)
 

@@ -71,7 +71,9 @@ def test_ctrl_c_stops_the_local_server_and_the_run_resumes(tmp_path):
 
     before = _servers_running()
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "adversary", "eval", "--max-distractors", "2", "--trials", "1", "--out", str(run_dir)]
+    # Enough work that Ctrl-C lands mid-run: replies are committed a prefix group at a time, so with a
+    # smaller eval the third stored attempt can come with the last group and the signal with shutdown.
+    command = [sys.executable, "-m", "adversary", "eval", "--max-distractors", "8", "--trials", "2", "--out", str(run_dir)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = run_dir / "store.sqlite"
     deadline = time.monotonic() + 300

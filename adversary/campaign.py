@@ -381,11 +381,11 @@ class Campaign:
 
     def _admit(self, candidate: Candidate, point: int, vector: np.ndarray, parent_vector: np.ndarray | None) -> bool:
         reason = None
-        if self.archive.is_duplicate(vector):
+        nearest, novelty = self.archive.measure(vector)
+        if nearest >= self.archive.duplicate_threshold:
             reason = "duplicate"
         elif parent_vector is not None and float(vector @ parent_vector) < self.config.min_parent_similarity:
             reason = "drifted from parent"
-        novelty = float(self.archive.novelty(vector)[0])
         admitted = reason is None and self.archive.add(candidate, vector)
         if reason is None and not admitted:
             reason = "duplicate"

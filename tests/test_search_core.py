@@ -39,6 +39,8 @@ def test_novelty_is_non_negative_and_zero_for_an_exact_duplicate(members, querie
     assert (novelty >= 0).all() and (novelty <= 2).all()
     member = archive.vector(archive.elites[0].candidate.id)
     assert archive.novelty(member, k=1)[0] < 1e-5
+    for query in queries[:5]:
+        assert archive.measure(query) == (float(archive.nearest_similarity(query)[0]), float(archive.novelty(query)[0]))
 
 
 @given(vectors, st.floats(0.5, 0.99))

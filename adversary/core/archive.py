@@ -134,6 +134,15 @@ class NoveltyArchive:
         distances = np.clip(1.0 - similarities, 0.0, 2.0)
         return distances.mean(axis=1)
 
+    def measure(self, vector: np.ndarray) -> tuple[float, float]:
+        """(similarity to the nearest member, novelty) of one vector, from a single k-NN search: what
+        `nearest_similarity` and `novelty` give separately, for the admission path that needs both."""
+        vector = self._check(vector)
+        if not self._elites:
+            return -1.0, 1.0
+        similarities, _ = self._index.search(vector, min(self.k_neighbors, len(self._elites)))
+        return float(similarities[0, 0]), float(np.clip(1.0 - similarities, 0.0, 2.0).mean(axis=1)[0])
+
     def is_duplicate(self, vector: np.ndarray) -> bool:
         """True when `vector` is at least `duplicate_threshold` similar to a member."""
         return bool(self.nearest_similarity(vector)[0] >= self.duplicate_threshold)
@@ -141,9 +150,11 @@ class NoveltyArchive:
     def add(self, candidate: Candidate, vector: np.ndarray) -> bool:
         """Admit `candidate` unless it duplicates a member or its id is taken; returns whether it was added."""
         vector = self._check(vector)
-        if candidate.id in self._position or self.is_duplicate(vector):
+        if candidate.id in self._position:
             return False
-        novelty = float(self.novelty(vector)[0])
+        nearest, novelty = self.measure(vector)
+        if nearest >= self.duplicate_threshold:
+            return False
         self._append(Elite(candidate=candidate, novelty=novelty), vector)
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -103,3 +104,34 @@ def test_campaign_accounting_matches_what_a_faulty_server_did(tiny_corpus, tmp_p
     engaged = sum(outcomes[-1] == "ok" and "please" in json.loads(key)[1][-1]["content"].lower() for key, outcomes in calls.items())
     assert sum(bool(a.broke) for a in attempts) == engaged
     assert result.metrics["errors"] == sum(a.status == "error" for a in attempts)
+
+
+def test_ctrl_c_stops_model_calls_even_when_a_library_swallows_the_interrupt(monkeypatch):
+    """A bridge that turns KeyboardInterrupt into a retryable error must not keep the run sending requests."""
+    import os
+    import signal
+
+    import litellm
+
+    from adversary.models import chat
+    from adversary.models.interrupt import ctrl_c_stops_model_calls
+
+    calls = []
+
+    def swallowing_completion(**kwargs):
+        calls.append(kwargs)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise litellm.APIConnectionError(message="interrupted", llm_provider="openai", model="fake") from None
+        raise AssertionError("the signal did not arrive")
+
+    monkeypatch.setattr(litellm, "completion", swallowing_completion)
+    route = chat.ModelRoute(name="fake", litellm_model="openai/fake", api_key="sk-test")
+    handler_before = signal.getsignal(signal.SIGINT)
+    with ctrl_c_stops_model_calls(), pytest.raises(KeyboardInterrupt):
+        chat.complete(route, [{"role": "user", "content": "hi"}], chat.Sampling(retries=3, backoff_s=0.0))
+    assert len(calls) == 1, "no request starts after Ctrl-C"
+    assert signal.getsignal(signal.SIGINT) is handler_before
+    chat.raise_if_interrupted()  # leaving the block forgets the interrupt

@@ -58,6 +58,20 @@ def test_in_order_keeps_input_order_and_finishes_calls_in_flight_before_an_error
     assert seen == [x * x for x in range(10)], "every call handed out was collected"
 
 
+def test_in_order_stops_handing_out_calls_when_the_caller_stops_reading():
+    started = []
+
+    def record(x):
+        started.append(x)
+        time.sleep(0.01)
+        return x
+
+    results = in_order(record, range(1000), workers=3)
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+    results.close()
+    assert len(started) <= 5 + 3, "closing the generator cancels work nobody will read"
+
+
 class CountingResponder:
     """Wraps a responder; records the most requests it served at the same time."""
 

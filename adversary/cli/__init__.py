@@ -6,12 +6,15 @@ import sys
 
 from adversary.cli.app import app
 from adversary.errors import AdversaryError
+from adversary.models.interrupt import ctrl_c_stops_model_calls
 
 
 def main() -> None:
-    """Entry point of the `adversary` console script: user errors become one line and exit code 2."""
+    """Entry point of the `adversary` console script: user errors become one line and exit code 2;
+    after Ctrl-C no further model call starts."""
     try:
-        app()
+        with ctrl_c_stops_model_calls():
+            app()
     except AdversaryError as exc:
         from adversary.models.chat import redact
 

@@ -21,6 +21,7 @@ import yaml
 
 from adversary.errors import ConfigError, ModelError
 from adversary.models.embedded import is_local
+from adversary.models.interrupt import raise_if_interrupted
 from adversary.models.local_server import LocalServers
 
 litellm.suppress_debug_info = True
@@ -184,6 +185,7 @@ def complete(route: ModelRoute, messages: list[dict[str, str]], sampling: Sampli
     result = ChatResult(text=None, latency_s=0.0, error="not attempted")
     spent = 0.0
     for retry in range(sampling.retries + 1):
+        raise_if_interrupted()
         result, transient, retry_after = _complete_once(route, messages, sampling, seed)
         spent += result.latency_s
         result = replace(result, tries=retry + 1, latency_s=spent)

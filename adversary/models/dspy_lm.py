@@ -15,6 +15,7 @@ from dspy.adapters.json_adapter import JSONAdapter
 
 from adversary.models.chat import ModelRoute
 from adversary.models.embedded import is_local
+from adversary.models.interrupt import raise_if_interrupted
 
 
 def make_lm(route: ModelRoute, *, temperature: float = 0.0, max_tokens: int = 256, cache: bool = True) -> dspy.LM:
@@ -24,7 +25,16 @@ def make_lm(route: ModelRoute, *, temperature: float = 0.0, max_tokens: int = 25
         kwargs["api_base"] = route.api_base
     if route.api_key:
         kwargs["api_key"] = route.api_key
-    return dspy.LM(route.litellm_model, **kwargs)
+    return InterruptibleLM(route.litellm_model, **kwargs)
+
+
+class InterruptibleLM(dspy.LM):
+    """A dspy LM that will not start a request after Ctrl-C, even if a library swallowed the KeyboardInterrupt
+    (dspy's adapters retry a failed call with another format, which would otherwise send it again)."""
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        raise_if_interrupted()
+        return super().forward(prompt=prompt, messages=messages, **kwargs)
 
 
 def _output_schema(signature: type[dspy.Signature]) -> dict[str, Any]:

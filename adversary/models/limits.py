@@ -92,6 +92,13 @@ def in_order(function: Callable, items: Iterable, workers: int) -> Iterator:
                 in_flight.append(pool.submit(function, item))
                 while len(in_flight) >= workers or (in_flight and in_flight[0].done()):
                     yield in_flight.popleft().result()
-        finally:
+        except GeneratorExit:
+            for future in in_flight:  # the caller stopped reading: nobody will take these results
+                future.cancel()
+            raise
+        except BaseException:
             while in_flight:
                 yield in_flight.popleft().result()
+            raise
+        while in_flight:
+            yield in_flight.popleft().result()

@@ -4,7 +4,8 @@
 
 The fake server answers instantly (off-scope when the turn says "please"), so the campaign's own
 machinery is what runs: litellm calls, the keyword judge, novelty archive, clustering, SQLite. RSS is
-sampled every half second; the figures are RSS after the first tenth of the run, at the end, and the peak.
+sampled every half second; the figures are RSS after the first tenth of the run, at the end, the growth
+between them per 1,000 calls, and the peak.
 Consistency: every stored attempt is unique, the store's call count equals the requests the server saw,
 and metrics.json agrees with both.
 """
@@ -66,7 +67,7 @@ def main() -> None:
                              "whose mutations soon repeat, so most generations propose only duplicates")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="adversary-load-") as tmp, FakeOpenAI(off_topic_when("please")) as server:
+    with tempfile.TemporaryDirectory(prefix="adversary-load-") as tmp, FakeOpenAI(off_topic_when("please"), keep_requests=False) as server:
         if args.corpus == "tiny":
             corpus = Path(tmp) / "tiny.yaml"
             corpus.write_text(yaml.safe_dump(TINY_CORPUS))
@@ -85,7 +86,7 @@ def main() -> None:
         result = run_campaign(config, run_dir, progress)
         wall = time.perf_counter() - started
         sampler.stop()
-        sent = [r for r in server.requests if r["body"].get("max_tokens") != 1]
+        sent = server.chat_requests
         with sqlite3.connect(run_dir / "store.sqlite") as db:
             attempts, stored_calls, keys = db.execute("SELECT COUNT(*), SUM(calls), COUNT(DISTINCT key) FROM attempts").fetchone()
             duplicates = db.execute("SELECT COUNT(*) - COUNT(DISTINCT messages_json || seed) FROM attempts").fetchone()[0]
@@ -94,15 +95,17 @@ def main() -> None:
     figures = {
         "attempts": attempts,
         "target_calls": stored_calls,
-        "server_requests": len(sent),
+        "server_requests": sent,
         "metrics_calls": result.metrics["calls"],
-        "consistent": stored_calls == len(sent) == result.metrics["calls"] and keys == attempts and duplicates == 0,
+        "consistent": stored_calls == sent == result.metrics["calls"] and keys == attempts and duplicates == 0,
         "candidates": candidates,
         "archive_members": result.metrics["members"],
         "wall_seconds": round(wall, 1),
         "attempts_per_second": round(attempts / wall, 1),
         "rss_mb_after_first_tenth": None if tenth is None else round(tenth, 1),
         "rss_mb_at_end": round(sampler.samples[-1][1], 1) if sampler.samples else None,
+        "rss_mb_growth_per_1000_calls_after_first_tenth": None if tenth is None or not sampler.samples else round(
+            (sampler.samples[-1][1] - tenth) / max(1, (sampler.samples[-1][0] - args.attempts / 10) / 1000), 1),
         "peak_rss_mb": round(max(rss for _, rss in sampler.samples), 1) if sampler.samples else None,
         "stop_reason": result.stop_reason,
     }

@@ -87,11 +87,17 @@ class Fault:
 
 
 class FakeOpenAI:
-    """Context manager serving /v1/chat/completions and /v1/models with a responder; records requests."""
+    """Context manager serving /v1/chat/completions and /v1/models with a responder; records requests.
 
-    def __init__(self, responder: Responder):
+    `keep_requests=False` only counts them (`chat_requests`, reachability pings excluded), so a long load
+    test does not measure the fake server's own memory.
+    """
+
+    def __init__(self, responder: Responder, keep_requests: bool = True):
         self.responder = responder
         self.requests: list[dict] = []
+        self.chat_requests = 0
+        self._count_lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,7 +118,10 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                outer.requests.append({"headers": dict(self.headers), "body": body})
+                with outer._count_lock:
+                    outer.chat_requests += body.get("max_tokens") != 1
+                if keep_requests:
+                    outer.requests.append({"headers": dict(self.headers), "body": body})
                 answer = outer.responder(body)
                 if isinstance(answer, Fault):
                     self._fault(answer)

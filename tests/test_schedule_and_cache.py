@@ -1,13 +1,15 @@
-"""Prefix-aware scheduling (pure) and the identical-call cache."""
+"""Prefix-aware scheduling (pure), the identical-call cache and the embedding cache."""
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adversary.core.schedule import prefix_order, shared_prefix_fraction
 from adversary.models.call_cache import CachedChat, call_key
 from adversary.models.chat import ChatResult, ModelRoute, Sampling
+from adversary.models.embedder import CachedEmbedder
 
 keys = st.tuples(st.sampled_from(["t1", "t2"]), st.sampled_from(["s1", "s2", "s3"]), st.integers(1, 4), st.sampled_from(["", "b"]))
 
@@ -88,3 +90,42 @@ def test_failures_are_not_cached_and_the_cache_is_bounded():
         chat(ROUTE, MESSAGES, sampling, seed)
     chat(ROUTE, MESSAGES, sampling, 1)
     assert model.calls == 6, "the oldest entry was evicted"
+
+
+class _CountingEmbedder(CachedEmbedder):
+    """Encodes a text as a fixed function of its characters and counts what it was asked to encode."""
+
+    name = "counting"
+
+    def __init__(self, max_cached: int):
+        super().__init__(batch_size=3, max_cached=max_cached)
+        self.encoded: list[str] = []
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.encoded.extend(texts)
+        return np.array([[len(t) + 1.0, sum(map(ord, t)) % 7 + 1.0, 1.0] for t in texts], dtype=np.float32)
+
+    @property
+    def dimensions(self) -> int:
+        return 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(st.sampled_from(["a", "bb", "ccc", "dddd", "e", "ff", "g g"]), max_size=6), max_size=12),
+       max_cached=st.integers(1, 5))
+def test_embed_cache_stays_bounded_and_never_changes_a_vector(batches, max_cached):
+    cached, fresh = _CountingEmbedder(max_cached), _CountingEmbedder(10_000)
+    for batch in batches:
+        assert np.array_equal(cached.embed(batch), fresh.embed(batch))
+        assert len(cached._cache) <= max_cached
+    assert cached.hits + cached.misses == sum(map(len, batches))
+
+
+def test_embed_cache_keeps_recently_used_texts():
+    embedder = _CountingEmbedder(max_cached=2)
+    embedder.embed(["a", "bb"])
+    embedder.embed(["a"])
+    embedder.embed(["ccc"])
+    embedder.encoded.clear()
+    embedder.embed(["a", "bb"])
+    assert embedder.encoded == ["bb"], "'a' was used last, so 'bb' was the one evicted"

@@ -7,6 +7,7 @@ by text: no text is embedded twice within a process.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -35,14 +36,19 @@ def _normalize(matrix: np.ndarray) -> np.ndarray:
 
 
 class CachedEmbedder:
-    """Shared text cache and batching around a backend `_encode`."""
+    """Shared text cache and batching around a backend `_encode`.
+
+    The cache is a bounded LRU: a campaign embeds each candidate once and looks it up again while judging,
+    but `adversary judge` over 100k lines must not keep every reply it has seen.
+    """
 
     name: str
 
-    def __init__(self, batch_size: int = 64):
-        self._cache: dict[str, np.ndarray] = {}
+    def __init__(self, batch_size: int = 64, max_cached: int = 20_000):
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.batch_size = batch_size
+        self.max_cached = max_cached
         self.hits = 0
         self.misses = 0
 
@@ -51,17 +57,22 @@ class CachedEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            if not texts:
+                return np.zeros((0, self.dimensions), dtype=np.float32)
+            found = {t: self._cache[t] for t in dict.fromkeys(texts) if t in self._cache}
+            for text in found:
+                self._cache.move_to_end(text)
+            missing = [t for t in dict.fromkeys(texts) if t not in found]
             self.hits += len(texts) - len(missing)
             self.misses += len(missing)
             for start in range(0, len(missing), self.batch_size):
                 chunk = missing[start : start + self.batch_size]
-                vectors = _normalize(self._encode(chunk))
-                for text, vector in zip(chunk, vectors):
+                for text, vector in zip(chunk, _normalize(self._encode(chunk))):
+                    found[text] = vector
                     self._cache[text] = vector
-            if not texts:
-                return np.zeros((0, self.dimensions), dtype=np.float32)
-            return np.stack([self._cache[t] for t in texts])
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+            return np.stack([found[t] for t in texts])
 
     @property
     def dimensions(self) -> int:
@@ -73,6 +84,9 @@ class MiniLMEmbedder(CachedEmbedder):
 
     torch runs on `threads` threads (default 1): the embedder shares the CPU with the local model
     server, and idle torch worker threads spinning between small batches slow that server down.
+    oneDNN (mkldnn) is off: it caches a kernel per input shape, and batches of ever-new lengths grew a
+    campaign's memory by about 80 MB per 4,000 texts; without it the memory stays flat at the same speed
+    (45 against 47 texts/s, measured on these machines).
     """
 
     def __init__(self, batch_size: int = 64, threads: int = 1):
@@ -95,6 +109,7 @@ class MiniLMEmbedder(CachedEmbedder):
             transformers_logging.set_verbosity_error()
             transformers_logging.disable_progress_bar()
             torch.set_num_threads(self.threads)
+            torch.backends.mkldnn.enabled = False
             self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         return self._model
 

@@ -135,3 +135,23 @@ def test_ctrl_c_stops_model_calls_even_when_a_library_swallows_the_interrupt(mon
     assert len(calls) == 1, "no request starts after Ctrl-C"
     assert signal.getsignal(signal.SIGINT) is handler_before
     chat.raise_if_interrupted()  # leaving the block forgets the interrupt
+
+
+def test_after_ctrl_c_a_dspy_program_sends_no_request():
+    """The mutator and LLM judges call models through dspy; after Ctrl-C they must not start a request either."""
+    import os
+    import signal
+
+    from adversary.models.dspy_lm import make_lm
+    from adversary.models.interrupt import ctrl_c_stops_model_calls
+
+    with FakeOpenAI(off_topic_when("poem")) as server, ctrl_c_stops_model_calls():
+        lm = make_lm(ModelRoute(name="fake", litellm_model="openai/fake", api_base=server.api_base, api_key="sk-test"), cache=False)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # a library swallowing it looks the same from here on
+        with pytest.raises(KeyboardInterrupt):
+            lm("write a poem")
+        assert server.requests == []

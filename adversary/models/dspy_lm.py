@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import dspy
 import pydantic
 from dspy.adapters.json_adapter import JSONAdapter
+from dspy.utils.callback import BaseCallback
 
 from adversary.models.chat import ModelRoute
 from adversary.models.embedded import is_local
@@ -25,16 +26,16 @@ def make_lm(route: ModelRoute, *, temperature: float = 0.0, max_tokens: int = 25
         kwargs["api_base"] = route.api_base
     if route.api_key:
         kwargs["api_key"] = route.api_key
-    return InterruptibleLM(route.litellm_model, **kwargs)
+    return dspy.LM(route.litellm_model, callbacks=[StopAfterCtrlC()], **kwargs)
 
 
-class InterruptibleLM(dspy.LM):
-    """A dspy LM that will not start a request after Ctrl-C, even if a library swallowed the KeyboardInterrupt
-    (dspy's adapters retry a failed call with another format, which would otherwise send it again)."""
+class StopAfterCtrlC(BaseCallback):
+    """Refuses to start an LM request after Ctrl-C, even if a library swallowed the KeyboardInterrupt (dspy's
+    adapters retry a failed call in another format, which would otherwise send it again). dspy logs and
+    ignores a callback's Exception, but a KeyboardInterrupt passes through."""
 
-    def forward(self, prompt=None, messages=None, **kwargs):
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         raise_if_interrupted()
-        return super().forward(prompt=prompt, messages=messages, **kwargs)
 
 
 def _output_schema(signature: type[dspy.Signature]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Sentence embedders: the embedded all-MiniLM-L6-v2 (offline) or any litellm embedding model.
 
 Vectors are L2-normalized float32 rows, so inner product is cosine similarity. Each embedder caches
-by text: no text is embedded twice within a process.
+by text (the most recent 20,000), so a text seen again soon is not embedded twice.
 """
 
 from __future__ import annotations

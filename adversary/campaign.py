@@ -386,7 +386,7 @@ class Campaign:
             reason = "duplicate"
         elif parent_vector is not None and float(vector @ parent_vector) < self.config.min_parent_similarity:
             reason = "drifted from parent"
-        admitted = reason is None and self.archive.add(candidate, vector)
+        admitted = reason is None and self.archive.add(candidate, vector, measured=(nearest, novelty))
         if reason is None and not admitted:
             reason = "duplicate"
         if candidate.operator != "seed":

@@ -24,10 +24,12 @@ vectors = st.integers(1, 40).flatmap(
 )
 
 
-def _fill(matrix: np.ndarray, threshold: float = 0.9) -> NoveltyArchive:
+def _fill(matrix: np.ndarray, threshold: float = 0.9, premeasured: bool = False) -> NoveltyArchive:
+    """An archive built with `add`; `premeasured` passes each row's `measure` in, as the campaign does."""
     archive = NoveltyArchive(dimensions=DIM, k_neighbors=3, duplicate_threshold=threshold)
     for i, row in enumerate(matrix):
-        archive.add(Candidate(id=f"c{i}", text=f"t{i}", style="emotional", scenario_id=None, operator="seed", generation=0), row)
+        candidate = Candidate(id=f"c{i}", text=f"t{i}", style="emotional", scenario_id=None, operator="seed", generation=0)
+        archive.add(candidate, row, measured=archive.measure(row) if premeasured else None)
     return archive
 
 
@@ -52,6 +54,8 @@ def test_archive_never_holds_two_members_above_the_duplicate_threshold(members, 
     np.fill_diagonal(similarities, -1)
     assert (similarities < threshold + 1e-6).all()
     assert len(archive) <= len(members)
+    premeasured = _fill(np.concatenate([members, members]), threshold, premeasured=True)
+    assert [(e.candidate.id, e.novelty) for e in premeasured.elites] == [(e.candidate.id, e.novelty) for e in archive.elites]
 
 
 @given(vectors, st.lists(st.floats(0, 1), min_size=40, max_size=40))

@@ -147,12 +147,13 @@ class NoveltyArchive:
         """True when `vector` is at least `duplicate_threshold` similar to a member."""
         return bool(self.nearest_similarity(vector)[0] >= self.duplicate_threshold)
 
-    def add(self, candidate: Candidate, vector: np.ndarray) -> bool:
-        """Admit `candidate` unless it duplicates a member or its id is taken; returns whether it was added."""
+    def add(self, candidate: Candidate, vector: np.ndarray, measured: tuple[float, float] | None = None) -> bool:
+        """Admit `candidate` unless it duplicates a member or its id is taken; returns whether it was added.
+        `measured`: what `measure(vector)` gave for this archive state, when the caller already has it."""
         vector = self._check(vector)
         if candidate.id in self._position:
             return False
-        nearest, novelty = self.measure(vector)
+        nearest, novelty = self.measure(vector) if measured is None else measured
         if nearest >= self.duplicate_threshold:
             return False
         self._append(Elite(candidate=candidate, novelty=novelty), vector)

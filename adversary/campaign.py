@@ -26,8 +26,8 @@ from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_
 from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, trial_seed
 from adversary.core.schedule import PrefixKey, prefix_order
-from adversary.core.selection import (SEARCH_MODES, extra_trials, fitness_of, pick_operator, select_parents,
-                                      selection_scores)
+from adversary.core.selection import (CREDIBLE_PROBABILITY, SEARCH_MODES, breaks_credibly, fitness_of, pick_operator,
+                                      racing_plan, select_parents, selection_scores)
 from adversary.core.stats import wilson_interval
 from adversary.errors import ConfigError
 from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
@@ -537,10 +537,11 @@ class Campaign:
             generation += 1
 
     def elite_ids(self) -> list[str]:
-        """The archive of the best: the fittest member of each embedding cluster (core.clusters) of breaking
-        members. A cluster whose best member holds more often than it breaks has no elite: the archive is
-        where the breaking distractors are, one per distinct kind."""
-        evaluated = [e for e in self.archive.elites if is_breaking(e)]
+        """The archive of the best: the fittest member of each embedding cluster (core.clusters) of members
+        that break credibly (core.selection.breaks_credibly). Members measured too little to vouch for,
+        such as one that broke in both of its two trials, are not elites: the archive is where the
+        breaking distractors are, one per distinct kind."""
+        evaluated = [e for e in self.archive.elites if breaks_credibly(e)]
         if not evaluated:
             return []
         labels = cluster_labels(np.stack([self.archive.vector(e.candidate.id) for e in evaluated]))
@@ -575,24 +576,11 @@ class Campaign:
         self._awaiting_initial = []
 
     def _plan_more_trials(self) -> list[tuple[str, int, int]]:
-        """(member, first trial, count) of extra trials for members whose posterior could still beat the
-        archive's upper quartile. The plan is stored before it runs, so a resumed run finishes the same plan."""
-        elites = [e for e in self.archive.elites if e.trials]
-        if len(elites) < 4:
-            return []
-        bar = float(np.quantile([fitness_of(e) for e in elites], 0.75))
-        targets = max(1, len(self.config.targets))
-        ranked = sorted(elites, key=lambda e: -e.fitness.mean)[: self.config.candidates_per_generation]
-        plan = []
-        for elite in ranked:
-            per_target = elite.trials // targets
-            more = extra_trials(
-                Elite(candidate=elite.candidate, breaks=elite.breaks // targets, trials=per_target, novelty=elite.novelty),
-                initial=self.config.initial_trials, maximum=self.config.max_trials, bar=bar,
-            )
-            if more:
-                plan.append((elite.candidate.id, per_target, more))
-        return plan
+        """(member, first trial, count) of this generation's extra trials (core.selection.racing_plan).
+        The plan is stored before it runs, so a resumed run finishes the same plan."""
+        c = self.config
+        return racing_plan(self.archive.elites, initial=c.initial_trials, maximum=c.max_trials,
+                           slots=c.candidates_per_generation, targets=len(c.targets))
 
     def _progress_elite_ids(self, generation: int) -> list[str]:
         """The elites for a generation's progress figures.
@@ -601,7 +589,7 @@ class Campaign:
         clusters are recomputed only every (breaking members / that) generations; in between, the figures
         use the last elites with their current counts. Confirmation and the final archive always recluster.
         """
-        breaking = sum(1 for e in self.archive.elites if is_breaking(e))
+        breaking = sum(1 for e in self.archive.elites if breaks_credibly(e))
         every = max(1, breaking // PROGRESS_CLUSTERING_MEMBERS)
         if self._progress_elites is None or generation - self._progress_elites[0] >= every:
             self._progress_elites = (generation, self.elite_ids())
@@ -659,11 +647,6 @@ def mutation_summary(per_operator: dict[str, dict[str, int]], archive: NoveltyAr
     return dict(totals, by_operator=by_operator)
 
 
-def is_breaking(elite: Elite) -> bool:
-    """A member that breaks targets more often than not: Beta posterior mean above one half."""
-    return elite.trials > 0 and elite.fitness.mean > 0.5
-
-
 def _lineage(archive: NoveltyArchive, candidate: Candidate) -> list[str]:
     """Ids from the candidate back to its seed along first parents."""
     chain, seen = [], {candidate.id}
@@ -675,7 +658,7 @@ def _lineage(archive: NoveltyArchive, candidate: Candidate) -> list[str]:
 
 
 def _breaking_clusters(archive: NoveltyArchive, elites: list[Elite]) -> int:
-    breaking = [archive.vector(e.candidate.id) for e in elites if is_breaking(e)]
+    breaking = [archive.vector(e.candidate.id) for e in elites if breaks_credibly(e)]
     return count_clusters(np.stack(breaking)) if breaking else 0
 
 
@@ -738,15 +721,17 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
         "evolved_search_break_rate": _pooled([(e.breaks, e.trials) for e in evolved]),
         "breaking_clusters": {"seeds": _breaking_clusters(archive, seeds), "evolved": _breaking_clusters(archive, evolved),
                               "all": _breaking_clusters(archive, archive.elites)},
-        "breaking_members": {"seeds": sum(map(is_breaking, seeds)), "evolved": sum(map(is_breaking, evolved))},
+        "breaking_members": {"seeds": sum(map(breaks_credibly, seeds)), "evolved": sum(map(breaks_credibly, evolved))},
         "mutations": mutations,
         "mutator": mutator,
         "generations": [g[2] for g in store.generations() if g[2]],
         "wall_seconds": round(wall_seconds, 2),
         "cost_usd": round(campaign.spent_usd, 6),
         "definitions": {
-            "archive": "the elites: among members whose Beta posterior mean break rate is above 0.5, the fittest "
-                       "(posterior mean - 1 sd) of each embedding cluster",
+            "archive": "the elites: among credibly breaking members, the fittest (posterior mean - 1 sd) of each "
+                       "embedding cluster",
+            "credibly_breaking": f"a member whose Beta(1 + breaks, 1 + holds) posterior puts probability at least "
+                                 f"{CREDIBLE_PROBABILITY} on a break rate above 0.5 (search trials)",
             "clusters": f"average-linkage agglomerative clustering of unit embeddings cut at cosine distance {CLUSTER_DISTANCE}",
             "seed_break_rate": f"pooled breaks / valid trials of every seed over its first {config.initial_trials} trials "
                                "(trials every seed gets, so no selection bias), measured in this run",
@@ -754,8 +739,8 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
                                   "the search chose them, so free of the winner's curse",
             "elites_confirmed_break_rate": "as archive_break_rate, over every elite including seeds that stayed best",
             "evolved_search_break_rate": "pooled breaks / valid search trials of every evolved member (selection-biased)",
-            "breaking_clusters": "clusters among members whose Beta posterior mean break rate is above 0.5",
-            "breaking_members": "members whose Beta posterior mean break rate (search trials) is above 0.5",
+            "breaking_clusters": "clusters among credibly breaking members",
+            "breaking_members": "credibly breaking members",
             "trials": "each trial of a member uses the next of its scenario's insertion points, cycling",
         },
     }

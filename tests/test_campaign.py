@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from adversary.campaign import CampaignConfig, run_campaign
+from adversary.core.selection import CREDIBLE_PROBABILITY
+from adversary.core.stats import BetaPosterior
 from adversary.models.chat import ChatResult
 from adversary.records import Verdict
 from adversary.store import Store, StoreError
@@ -97,12 +99,16 @@ def test_campaign_stays_within_the_call_budget_and_writes_outputs(tiny_corpus, t
     assert result.stop_reason in ("budget_calls", "archive confirmed")
     assert len(target.calls) == m["calls"] <= 120
     archive = _archive(tmp_path / "run")
-    assert len(archive) == m["archive_size"] >= 1
+    # Random search rarely mutates in a pressure word, and the rest break one time in three: nothing
+    # breaks credibly, so its archive may rightly be empty. Selection finds the pressured mutants.
+    assert len(archive) == m["archive_size"] >= (0 if search == "random" else 1)
     assert m["members"] > 3 and m["members"] >= m["archive_size"]
     assert len({e["cluster"] for e in archive}) == len(archive), "one elite per cluster"
     for entry in archive:
         assert entry["ci95"][0] <= entry["break_rate"] <= entry["ci95"][1]
-    assert sum(e["confirmed"]["trials"] for e in archive) > 0
+        posterior = BetaPosterior(entry["breaks"], entry["trials"] - entry["breaks"])
+        assert posterior.probability_above(0.5) >= CREDIBLE_PROBABILITY, "elites break credibly (4/4, 6/7, 7/8...)"
+    assert search == "random" or sum(e["confirmed"]["trials"] for e in archive) > 0
     assert m["seed_break_rate"]["members"] == 3 and m["seed_break_rate"]["trials"] == 3 * 2
     assert m["archive_break_rate"]["trials"] == sum(e["confirmed"]["trials"] for e in archive if e["operator"] != "seed")
     assert m["generations"] and all(g["archive_size"] <= g["members"] for g in m["generations"])

@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from adversary.core.archive import Candidate, NoveltyArchive
 from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
-from adversary.core.selection import SEARCH_MODES, extra_trials, fitness_of, local_competition, select_parents
+from adversary.core.selection import (SEARCH_MODES, breaks_credibly, extra_trials, fitness_of, is_breaking, local_competition,
+                                      racing_plan, select_parents)
+from adversary.core.stats import BetaPosterior
 
 DIM = 8
 
@@ -106,6 +108,54 @@ def test_extra_trials_respects_bounds(breaks, holds):
     if elite.trials < 3:
         assert more == 3 - elite.trials
     assert elite.trials + more <= max(12, elite.trials)
+
+
+@given(vectors, st.integers(0, 2**32 - 1), st.sampled_from(("novelty", "greedy")), st.lists(st.integers(0, 4), min_size=40, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_selection_draws_parents_from_breaking_members_when_any_exist(members, seed, mode, breaks):
+    archive = _fill(members)
+    for elite, b in zip(archive.elites, breaks):
+        archive.record(elite.candidate.id, b, 4)
+    parents = select_parents(archive, 9, mode, np.random.default_rng(seed))
+    if any(map(is_breaking, archive.elites)):
+        assert all(is_breaking(archive.get(p)) for p in parents)
+    assert len(parents) == 9
+
+
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), min_size=1, max_size=40), st.integers(1, 10))
+@settings(max_examples=100, deadline=None)
+def test_racing_plan_fills_at_most_its_slots_and_never_passes_the_maximum(counts, slots):
+    archive = _fill(_unit(np.random.default_rng(len(counts)).normal(size=(len(counts), DIM))), threshold=1.0)
+    for elite, (breaks, holds) in zip(archive.elites, counts):
+        archive.record(elite.candidate.id, breaks, breaks + holds)
+    plan = racing_plan(archive.elites, initial=2, maximum=8, slots=slots)
+    assert len(plan) <= slots and len({cid for cid, _, _ in plan}) == len(plan)
+    for cid, first, more in plan:
+        assert first == archive.get(cid).trials and 0 < more <= 2 and first + more <= max(8, first)
+
+
+def test_racing_plan_skips_members_that_reached_the_maximum():
+    """Eight fully measured 8/8 members must not take every slot from a 2/2 member still being measured."""
+    archive = _fill(_unit(np.eye(DIM)), threshold=1.0)
+    for i in range(DIM - 1):
+        archive.record(f"c{i}", 8, 8)
+    archive.record(f"c{DIM - 1}", 2, 2)
+    assert racing_plan(archive.elites, initial=2, maximum=8, slots=1) == [(f"c{DIM - 1}", 2, 2)]
+
+
+def test_credibly_breaking_needs_more_than_two_lucky_trials():
+    archive = _fill(_unit(np.eye(DIM)[:5]), threshold=1.0)
+    for cid, (breaks, trials) in zip(("c0", "c1", "c2", "c3", "c4"), ((2, 2), (3, 3), (4, 4), (7, 8), (6, 8))):
+        archive.record(cid, breaks, trials)
+    assert [breaks_credibly(archive.get(f"c{i}")) for i in range(5)] == [False, False, True, True, False]
+
+
+@given(st.integers(0, 30), st.integers(0, 30), st.floats(0.01, 0.99))
+def test_probability_above_is_a_probability_and_rises_with_breaks(breaks, holds, rate):
+    p = BetaPosterior(breaks, holds).probability_above(rate)
+    assert 0.0 <= p <= 1.0
+    assert BetaPosterior(breaks + 1, holds).probability_above(rate) >= p - 1e-12
+    assert abs(BetaPosterior(breaks, 0).probability_above(0.5) - (1 - 0.5 ** (breaks + 1))) < 1e-9
 
 
 @given(vectors)

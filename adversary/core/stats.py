@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scipy.special import betainc
+
 Z95 = 1.959963984540054
 
 
@@ -89,6 +91,10 @@ class BetaPosterior:
     def lower_bound(self, z: float = 1.0) -> float:
         """Mean minus z standard deviations, clipped to [0, 1]: a pessimistic fitness."""
         return min(1.0, max(0.0, self.mean - z * math.sqrt(self.variance)))
+
+    def probability_above(self, rate: float) -> float:
+        """Posterior probability that the true rate exceeds `rate` (1 - the regularized incomplete beta)."""
+        return float(1.0 - betainc(self.alpha, self.beta, rate))
 
 
 def beta_prior_from_counts(counts: Sequence[tuple[int, int]], max_strength: float = 1e4) -> tuple[float, float] | None:

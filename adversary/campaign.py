@@ -227,6 +227,7 @@ class Campaign:
             for route in self._routes.values():
                 check_reachable(route)
         self.judge = judge or build_judge(config.judge, servers=servers, api_base=config.api_base, embedder=self.embedder)
+        store.check_judge(self.judge.name)
         self.rewriter = rewriter
         if rewriter is None and any(get_strategy(n).uses_llm for n in config.strategies):
             route = resolve_route(config.mutator, servers, None if is_local(config.mutator) else config.api_base)

@@ -184,6 +184,7 @@ def run_eval(
         if judge is None:
             embedder = get_embedder(config.embedder, api_base=config.api_base)
             judge = build_judge(config.judge, servers=servers, api_base=config.api_base, embedder=embedder)
+        store.check_judge(judge.name)
         store.set_meta("judge", judge.name)
         def requests() -> Iterator[tuple[ModelRoute, CallOutcome]]:
             """Unfinished calls in prefix order (targets, then scenarios and insertion points)."""

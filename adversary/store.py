@@ -199,6 +199,16 @@ class Store:
         distractors = tuple(Distractor.model_validate_json(r[0]) for r in self._db.execute("SELECT json FROM distractors ORDER BY rowid"))
         return Corpus(scenarios=scenarios, distractors=distractors)
 
+    def check_judge(self, judge_name: str) -> None:
+        """Refuse to add verdicts of `judge_name` to a run whose finished attempts another judge gave: a
+        break rate must come from one judge. Raises StoreError naming both."""
+        used = sorted(r[0] for r in self._db.execute("SELECT DISTINCT judge FROM attempts WHERE status = 'ok' AND judge IS NOT NULL"))
+        other = [name for name in used if name != judge_name]
+        if other:
+            raise StoreError(f"{self.path.parent}: its attempts were judged by {', '.join(other)}, and this adversary's "
+                             f"judge is {judge_name}; finish the run with the adversary version that started it, "
+                             f"or start a new run")
+
     def finished_keys(self) -> set[str]:
         """Keys of attempts that finished with a verdict (errors are retried on resume)."""
         return {r[0] for r in self._db.execute("SELECT key FROM attempts WHERE status = 'ok'")}

@@ -68,6 +68,20 @@ def test_rerun_resumes_without_repeating_finished_attempts(tiny_corpus, tmp_path
     assert result.metrics["targets"]["fake/model"]["trials"] == 6
 
 
+def test_a_resume_whose_judge_changed_under_the_same_name_is_refused(tiny_corpus, tmp_path):
+    """The config names the judge (`embedded`); a new adversary version may judge differently under that name."""
+    run_dir = tmp_path / "run"
+    run_eval(_config(tiny_corpus), run_dir, call=ScriptedModel(), judge=ScriptedJudge())
+
+    class RetrainedJudge(ScriptedJudge):
+        name = "scripted-v2"
+
+    again = ScriptedModel()
+    with pytest.raises(StoreError, match="judged by scripted, and this adversary's judge is scripted-v2"):
+        run_eval(_config(tiny_corpus), run_dir, call=again, judge=RetrainedJudge())
+    assert again.calls == []
+
+
 def test_failed_calls_are_errors_not_breaks_and_are_retried_on_resume(tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
     flaky = ScriptedModel(fail_every=3)

@@ -42,7 +42,7 @@ def test_eval_on_smollm2_end_to_end(tmp_path):
     assert 0.0 <= target["break_rate"] <= 1.0 and target["ci95"][0] <= target["break_rate"] <= target["ci95"][1]
     assert target["control_trials"] == 2 * 13 * 3
     assert target["completion_tokens"] > 0
-    assert metrics["judge"]["name"] == "embedded-sim-v1"
+    assert metrics["judge"]["name"] == "embedded-lr-v1"
     assert "local/smollm2" in result.stdout
     assert _servers_running() == before, "the local server was not stopped"
 

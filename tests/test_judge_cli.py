@@ -68,3 +68,77 @@ def test_calibrate_reports_agreement_with_the_labels(tmp_path):
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert figures["rows"] == 2 and figures["confusion"]["labeled_break"]["judged_break"] + figures["confusion"]["labeled_break"]["judged_hold"] == 1
     assert {"accuracy", "kappa", "break_precision", "break_recall"} <= set(figures)
+
+
+def _labeled_sample(path, per_scenario=4, scenarios=4):
+    """A few rows of each of the first scenarios of the project's hand labels (both classes present)."""
+    from adversary.judges.measured import agreement_path
+
+    rows, seen = [], {}
+    for line in (agreement_path().parent / "judge_labels.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        sid = row["scenario_id"]
+        if (sid in seen or len(seen) < scenarios) and seen.get(sid, 0) < per_scenario:
+            seen[sid] = seen.get(sid, 0) + 1
+            rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def test_train_then_judge_and_calibrate_with_the_weights(tmp_path):
+    labeled = tmp_path / "labels.jsonl"
+    rows = _labeled_sample(labeled)
+    weights = tmp_path / "w.json"
+    result = runner.invoke(app, ["judge", "train", str(labeled), "-o", str(weights), "--name", "my-judge"])
+    assert result.exit_code == 0, result.output
+    assert "held out by scenario: accuracy" in result.output
+    document = json.loads(weights.read_text())
+    assert document["judge"] == "my-judge" and document["training"]["rows"] == len(rows)
+    assert document["held_out"]["scenarios"] == 4
+
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["judge", str(labeled), "-o", str(out), "--judge", f"embedded:{weights}"])
+    assert result.exit_code == 0, result.output
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(written) == len(rows) and all(w["judge"] == "my-judge" and 0.0 <= w["score"] <= 1.0 for w in written)
+
+    result = runner.invoke(app, ["judge", "calibrate", str(labeled), "--judge", f"embedded:{weights}", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert figures["rows"] == len(rows)
+    held_out = document["held_out"]
+    assert abs(figures["accuracy"] - held_out["accuracy"]) < 1e-9, "calibrate holds each training scenario out, as train did"
+
+
+def test_held_out_judging_refits_without_the_row_scenario_only(tmp_path):
+    from adversary.judges import TrainedJudge
+    from adversary.judges.base import JudgeInput
+    from adversary.records import Message
+
+    labeled = tmp_path / "labels.jsonl"
+    rows = _labeled_sample(labeled)
+    weights = tmp_path / "w.json"
+    assert runner.invoke(app, ["judge", "train", str(labeled), "-o", str(weights)]).exit_code == 0
+    judge = TrainedJudge(weights=weights)
+    items = [JudgeInput(system_prompt=r["system"], history=tuple(Message(**m) for m in r["history"]), user=r["user"],
+                        response=r["response"]) for r in rows]
+    shipped = [v.score for v in judge.judge(items)]
+    assert [v.score for v in judge.judge_held_out(items, ["unseen-scenario"] * len(items))] == shipped
+    refitted = [v.score for v in judge.judge_held_out(items, [r["scenario_id"] for r in rows])]
+    assert refitted != shipped
+
+
+def test_train_refuses_rows_without_a_scenario_and_bad_weights_are_one_error(tmp_path):
+    labeled = tmp_path / "labels.jsonl"
+    good = dict(ROW, response="I'm sorry, I can only help with your card.", in_scope=True, scenario_id="s1")
+    labeled.write_text(json.dumps(good) + "\n" + json.dumps({k: v for k, v in good.items() if k != "scenario_id"}) + "\n")
+    weights = tmp_path / "w.json"
+    result = _adversary("judge", "train", str(labeled), "-o", str(weights))
+    assert result.returncode == 2 and f"{labeled}:2: field 'scenario_id'" in result.stderr and not weights.exists()
+
+    weights.write_text('{"judge": "x", "model": {"feature_names": []}}')
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(dict(ROW, response="ok")) + "\n")
+    result = _adversary("judge", str(source), "-o", str(tmp_path / "out.jsonl"), "--judge", f"embedded:{weights}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{weights}: not a judge weights file" in result.stderr

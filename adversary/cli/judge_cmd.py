@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -13,9 +14,12 @@ from typer.core import TyperGroup
 
 from adversary import __version__
 from adversary.core.agreement import agreement
+from adversary.core.logistic import fit_logistic, leave_one_group_out
 from adversary.errors import ConfigError
-from adversary.fileio import atomic_writer
-from adversary.judges import DEFAULT_JUDGE, JudgeInput, build_judge
+from adversary.fileio import atomic_writer, write_json_atomic
+from adversary.judges import DEFAULT_JUDGE, EmbeddingJudge, JudgeInput, build_judge
+from adversary.judges.features import FEATURE_NAMES, reply_features
+from adversary.judges.trained import weights_document
 from adversary.judges.measured import save_agreement
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
 from adversary.models.embedder import get_embedder
@@ -40,7 +44,8 @@ judge_app = typer.Typer(
     help="Judge replies in a JSONL file, or measure a judge against hand labels.\n\n"
          "adversary judge INPUT.jsonl -o OUTPUT.jsonl [--judge NAME]: add in_scope, refusal, score and rationale to each "
          "line of {id, system, history, user, response}.\n\n"
-         "adversary judge calibrate LABELED.jsonl [--judge NAME]: accuracy, Cohen's kappa, break precision and recall.",
+         "adversary judge calibrate LABELED.jsonl [--judge NAME]: accuracy, Cohen's kappa, break precision and recall.\n\n"
+         "adversary judge train LABELED.jsonl -o WEIGHTS.json: fit the embedded judge to your own hand labels.",
 )
 
 
@@ -86,15 +91,21 @@ def _batches(rows: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def _judge_rows(path: Path, judge_name: str, api_base: str | None, console: Console) -> Iterator[tuple[dict, object]]:
-    """(row, verdict) for every line of `path`, judged in batches; memory stays flat however long the file."""
+def _judge_rows(path: Path, judge_name: str, api_base: str | None, console: Console,
+                held_out: bool = False) -> Iterator[tuple[dict, object]]:
+    """(row, verdict) for every line of `path`, judged in batches; memory stays flat however long the file.
+    `held_out`: a trained judge judges each row from one of its training scenarios with a model refitted
+    without that scenario (calibration on the training labels)."""
     with LocalServers() as servers:
         judge = build_judge(judge_name, servers=servers, api_base=api_base, embedder=get_embedder(DEFAULT_EMBEDDING_MODEL))
+        refit = getattr(judge, "judge_held_out", None) if held_out else None
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} rows"),
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task(f"judging with {judge.name}", total=None)
             for batch in _batches(read_rows(path), BATCH):
-                for (_, row, _), verdict in zip(batch, judge.judge([item for _, _, item in batch])):
+                items = [item for _, _, item in batch]
+                verdicts = refit(items, [row.get("scenario_id") for _, row, _ in batch]) if refit else judge.judge(items)
+                for (_, row, _), verdict in zip(batch, verdicts):
                     yield row, verdict
                 bar.update(task, advance=len(batch))
 
@@ -129,11 +140,12 @@ def calibrate(
 ) -> None:
     """Agreement of a judge with hand labels: accuracy, Cohen's kappa, break precision and recall, confusion matrix.
 
-    The break class is the positive one (in_scope false). Neither shipped judge (embedded, keyword) was fitted
-    to labeled rows, so every row is held out for them.
+    The break class is the positive one (in_scope false). Every row counts as held out: the embedded judge,
+    which was fitted to the project's labels, judges a row from one of its training scenarios with a model
+    refitted without that scenario's rows (leave one scenario out); the other judges were fitted to no labels.
     """
     labels, judged, refusal_pairs, judge_names = [], [], [], set()
-    for row, verdict in _judge_rows(labeled, judge, api_base, Console(stderr=True)):
+    for row, verdict in _judge_rows(labeled, judge, api_base, Console(stderr=True), held_out=True):
         judge_names.add(verdict.judge)
         if not isinstance(row.get("in_scope"), bool):
             raise ConfigError(f"{labeled}: row {row.get('id')!r} has no boolean in_scope label")
@@ -168,3 +180,49 @@ def calibrate(
         f"refusal: accuracy {fmt(refusal.accuracy)}  kappa {fmt(refusal.kappa)}",
         markup=False,
     )
+
+
+@judge_app.command("train")
+def train(
+    labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with a boolean in_scope label and a scenario_id "
+                                   "(the project's set: corpora/labels/judge_labels.jsonl)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the weights; use them with --judge embedded:PATH."),
+    name: str = typer.Option(None, "--name", help="The judge's name in verdicts and reports (default: embedded-lr-<labels file name>)."),
+    l2: float = typer.Option(10.0, "--l2", min=1e-6, help="L2 penalty on the standardized weights (1/C in scikit-learn's terms)."),
+) -> None:
+    """Fit the embedded judge (a logistic model over MiniLM similarity and refusal features) to hand labels.
+
+    Prints its agreement on held-out scenarios (each scenario's rows judged by a model fitted to the others)
+    and writes the model fitted to every row, with the rows' features so `calibrate` can hold scenarios out.
+    """
+    console = Console(stderr=True)
+    embedder = get_embedder(DEFAULT_EMBEDDING_MODEL)
+    similarity = EmbeddingJudge(embedder)
+    items, breaks, scenario_ids = [], [], []
+    for number, row, item in read_rows(labeled):
+        if not isinstance(row.get("in_scope"), bool):
+            raise ConfigError(f"{labeled}:{number}: field 'in_scope' must be true or false")
+        if not isinstance(row.get("scenario_id"), str) or not row["scenario_id"]:
+            raise ConfigError(f"{labeled}:{number}: field 'scenario_id' must be a non-empty string (scenarios are held out whole)")
+        items.append(item)
+        breaks.append(int(not row["in_scope"]))
+        scenario_ids.append(row["scenario_id"])
+    if len(set(breaks)) < 2 or len(set(scenario_ids)) < 2:
+        raise ConfigError(f"{labeled}: training needs both breaks and holds, from at least two scenarios")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+        bar.add_task(f"embedding {len(items)} labeled replies", total=None)
+        features = np.vstack([reply_features(items[i:i + BATCH], embedder, similarity) for i in range(0, len(items), BATCH)])
+    probabilities = leave_one_group_out(features, breaks, scenario_ids, FEATURE_NAMES, l2)
+    table = agreement([bool(b) for b in breaks], [bool(p >= 0.5) for p in probabilities])
+    held_out = {"method": "leave one scenario out", "rows": table.total, "scenarios": len(set(scenario_ids)),
+                "accuracy": table.accuracy, "kappa": table.kappa, "break_precision": table.precision,
+                "break_recall": table.recall}
+    judge_name = name or f"embedded-lr-{labeled.stem}"
+    model = fit_logistic(features, breaks, FEATURE_NAMES, l2)
+    write_json_atomic(output, weights_document(judge_name, model, features, breaks, scenario_ids, labeled.name, held_out))
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"
+    Console(soft_wrap=True).print(
+        f"judge {judge_name}: {len(items)} labeled replies from {len(set(scenario_ids))} scenarios\n"
+        f"held out by scenario: accuracy {fmt(table.accuracy)}  kappa {fmt(table.kappa)}  "
+        f"break precision {fmt(table.precision)}  break recall {fmt(table.recall)}\n"
+        f"wrote {output}; judge with --judge embedded:{output}", markup=False)

@@ -2,23 +2,30 @@
 
 Public names:
     Judge, JudgeInput, register_judge, registered_judges, build_judge
-    EmbeddingJudge (`embedded`, the offline default), KeywordJudge (`keyword`, a baseline),
+    TrainedJudge (`embedded`, the offline default: a logistic model over reply features, fitted to the
+    hand labels; `embedded:WEIGHTS.json` for weights from `adversary judge train`),
+    EmbeddingJudge (`embedded-sim`, the similarity judge it builds on), KeywordJudge (`keyword`, a baseline),
     DSPyJudge (any litellm model name; `topic-control:MODEL` for NemoGuard-style prompts)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from adversary.judges.base import Judge, JudgeInput, judge_factory, register_judge, registered_judges
 from adversary.judges.embedded import EmbeddingJudge
 from adversary.judges.keyword import KeywordJudge
 from adversary.judges.llm import DSPyJudge, JudgeError
+from adversary.judges.trained import TrainedJudge
 from adversary.models.chat import resolve_route
 from adversary.models.local_server import LocalServers
 
 DEFAULT_JUDGE = "embedded"
 TOPIC_CONTROL_PREFIX = "topic-control:"
+WEIGHTS_PREFIX = "embedded:"
 
-register_judge("embedded", lambda **kw: EmbeddingJudge(embedder=kw.get("embedder")))
+register_judge("embedded", lambda **kw: TrainedJudge(embedder=kw.get("embedder")))
+register_judge("embedded-sim", lambda **kw: EmbeddingJudge(embedder=kw.get("embedder")))
 register_judge("keyword", lambda **kw: KeywordJudge())
 
 
@@ -26,8 +33,9 @@ def build_judge(name: str, *, servers: LocalServers | None = None, api_base: str
     """The judge called `name`: a registered judge, or a dspy judge on model `name`.
 
     Args:
-        name: `embedded`, `keyword`, a litellm model (`openai/gpt-4o-mini`, `local/smollm2`), or
-            `topic-control:MODEL` for the NemoGuard-TopicControl prompt style.
+        name: `embedded`, `embedded:WEIGHTS.json`, `embedded-sim`, `keyword`, a litellm model
+            (`openai/gpt-4o-mini`, `local/smollm2`), or `topic-control:MODEL` for the NemoGuard-TopicControl
+            prompt style.
         servers: local servers, for `local/*` judge models.
         api_base: OpenAI-compatible base URL for the judge model.
         embedder: shared embedder for embedding-based judges.
@@ -35,6 +43,8 @@ def build_judge(name: str, *, servers: LocalServers | None = None, api_base: str
     factory = judge_factory(name)
     if factory is not None:
         return factory(embedder=embedder)
+    if name.startswith(WEIGHTS_PREFIX):
+        return TrainedJudge(embedder=embedder, weights=Path(name[len(WEIGHTS_PREFIX):]))
     style = "default"
     if name.startswith(TOPIC_CONTROL_PREFIX):
         name, style = name[len(TOPIC_CONTROL_PREFIX):], "topic-control"
@@ -49,6 +59,7 @@ __all__ = [
     "JudgeError",
     "JudgeInput",
     "KeywordJudge",
+    "TrainedJudge",
     "build_judge",
     "register_judge",
     "registered_judges",

@@ -48,7 +48,7 @@ class EmbeddingJudge:
         self.refusal_threshold = refusal_threshold
         self._prototypes: np.ndarray | None = None
 
-    def _scope_exemplars(self, item: JudgeInput) -> list[str]:
+    def scope_exemplars(self, item: JudgeInput) -> list[str]:
         exemplars = [s for s in split_sentences(item.system_prompt) if not _NEGATION_RE.search(s) and len(s.split()) >= 4]
         for message in item.history:
             if message.role == "assistant" and not looks_like_refusal(message.content):
@@ -82,7 +82,7 @@ class EmbeddingJudge:
         if content_words < MIN_CONTENT_WORDS:
             return Verdict(in_scope=True, refusal=refusal, judge=self.name, score=-1.0, rationale="no substantive content beyond a refusal or redirect")
         content_vectors = self._embedder.embed(content)
-        scope_vectors = self._embedder.embed(self._scope_exemplars(item))
+        scope_vectors = self._embedder.embed(self.scope_exemplars(item))
         user_vector = self._embedder.embed([item.user])[0]
         to_user = content_vectors @ user_vector
         to_scope = (content_vectors @ scope_vectors.T).max(axis=1)

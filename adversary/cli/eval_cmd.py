@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from adversary.evaluation import EvalConfig, EvalProgress, run_eval
-from adversary.judges import DEFAULT_JUDGE
+from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP
 from adversary.reports import summary_tables, write_report
 
 FAIL_OVER_EXIT_CODE = 3
@@ -35,7 +35,7 @@ def eval_command(
     trials: int = typer.Option(3, "--trials", "-n", help="Times each distractor and control turn is sent (seeded sampling)."),
     seed: int = typer.Option(0, "--seed", help="Seed for placement and sampling; the same seed repeats the same requests."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (store, metrics.json, report.html/.md). Default: runs/eval-TIMESTAMP. An existing run directory with the same options resumes."),
-    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge: embedded (offline default), keyword (baseline), a litellm model, or topic-control:MODEL."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help=JUDGE_HELP),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local targets and judge, e.g. http://localhost:8000/v1."),
     temperature: float = typer.Option(0.7, "--temperature", help="Target sampling temperature."),
     max_tokens: int = typer.Option(96, "--max-tokens", help="Maximum tokens of each target reply."),

@@ -17,7 +17,7 @@ from adversary.core.agreement import agreement
 from adversary.core.logistic import fit_logistic, leave_one_group_out
 from adversary.errors import ConfigError
 from adversary.fileio import atomic_writer, write_json_atomic
-from adversary.judges import DEFAULT_JUDGE, EmbeddingJudge, JudgeInput, build_judge
+from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP, EmbeddingJudge, JudgeInput, build_judge
 from adversary.judges.features import FEATURE_NAMES, reply_features
 from adversary.judges.trained import weights_document
 from adversary.judges.measured import save_agreement
@@ -114,7 +114,7 @@ def _judge_rows(path: Path, judge_name: str, api_base: str | None, console: Cons
 def judge_file(
     input_path: Path = typer.Argument(..., metavar="INPUT.jsonl", help="Lines of {id, system, history, user, response}."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the lines with in_scope, refusal, score, rationale."),
-    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="embedded (offline), keyword, a litellm model or topic-control:MODEL."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help=JUDGE_HELP),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for a judge model."),
 ) -> None:
     """Judge each reply of INPUT.jsonl; write it with `in_scope`, `refusal` and the judge's score and rationale."""

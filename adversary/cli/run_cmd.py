@@ -17,6 +17,7 @@ from adversary.core.selection import SEARCH_MODES
 from adversary.corpus.project import yaml_line, read_text
 from adversary.errors import ConfigError
 from adversary.fileio import write_text_atomic
+from adversary.judges import JUDGE_HELP
 from adversary.reports import write_report
 
 EXAMPLE_CONFIG = """\
@@ -31,7 +32,7 @@ scenario_paths: []
 # Examples: openai/gpt-4o-mini (OPENAI_API_KEY), ollama/llama3.1, or a bare name with api_base.
 targets: [local/smollm2]
 mutator: local/smollm2          # rewrites distractors for the LLM-backed strategies
-judge: embedded                 # embedded | keyword | a litellm model | topic-control:MODEL
+judge: embedded                 # embedded | embedded:WEIGHTS.json | embedded-sim | keyword | a litellm model | topic-control:MODEL
 embedder: local/minilm          # novelty space: local/minilm or a litellm embedding model
 api_base: null                  # OpenAI-compatible base URL for non-local models
 
@@ -128,7 +129,7 @@ def run_command(
     scenarios: list[Path] = typer.Option(None, "--scenarios", "-s", help="Scenario file or folder (repeatable), as in `eval`."),
     target: list[str] = typer.Option(None, "--target", "-t", help="Target model (repeatable)."),
     mutator: str = typer.Option(None, "--mutator", help="Model behind the LLM-backed strategies."),
-    judge: str = typer.Option(None, "--judge", help="Judge: embedded, keyword, a litellm model or topic-control:MODEL."),
+    judge: str = typer.Option(None, "--judge", help=JUDGE_HELP),
     budget_calls: int = typer.Option(None, "--budget-calls", help="Stop after this many target calls."),
     budget_usd: float = typer.Option(None, "--budget-usd", help="Stop after this much provider cost."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop after this many minutes."),

@@ -23,6 +23,8 @@ from adversary.models.local_server import LocalServers
 DEFAULT_JUDGE = "embedded"
 TOPIC_CONTROL_PREFIX = "topic-control:"
 WEIGHTS_PREFIX = "embedded:"
+JUDGE_HELP = ("Judge: embedded (offline default, fitted to the project's hand labels), embedded:WEIGHTS.json (from "
+              "`adversary judge train`), embedded-sim, keyword (baseline), a litellm model, or topic-control:MODEL.")
 
 register_judge("embedded", lambda **kw: TrainedJudge(embedder=kw.get("embedder")))
 register_judge("embedded-sim", lambda **kw: EmbeddingJudge(embedder=kw.get("embedder")))
@@ -53,6 +55,7 @@ def build_judge(name: str, *, servers: LocalServers | None = None, api_base: str
 
 __all__ = [
     "DEFAULT_JUDGE",
+    "JUDGE_HELP",
     "DSPyJudge",
     "EmbeddingJudge",
     "Judge",

@@ -580,8 +580,9 @@ class Campaign:
         """(member, first trial, count) of this generation's extra trials (core.selection.racing_plan).
         The plan is stored before it runs, so a resumed run finishes the same plan."""
         c = self.config
+        priority = selection_scores(self.archive, "novelty") if c.search == "novelty" else None
         return racing_plan(self.archive.elites, initial=c.initial_trials, maximum=c.max_trials,
-                           slots=c.candidates_per_generation, targets=len(c.targets))
+                           slots=c.candidates_per_generation, targets=len(c.targets), priority=priority)
 
     def _progress_elite_ids(self, generation: int) -> list[str]:
         """The elites for a generation's progress figures.

@@ -143,6 +143,15 @@ def test_racing_plan_skips_members_that_reached_the_maximum():
     assert racing_plan(archive.elites, initial=2, maximum=8, slots=1) == [(f"c{DIM - 1}", 2, 2)]
 
 
+def test_racing_plan_follows_the_priority_it_is_given():
+    """Novelty search races by its selection score: a less-broken but more novel member goes first."""
+    archive = _fill(_unit(np.eye(DIM)[:5]), threshold=1.0)
+    for cid, (breaks, trials) in zip(("c0", "c1", "c2", "c3", "c4"), ((2, 2), (1, 2), (0, 2), (0, 2), (0, 2))):
+        archive.record(cid, breaks, trials)
+    assert racing_plan(archive.elites, initial=2, maximum=8, slots=1)[0][0] == "c0"
+    assert racing_plan(archive.elites, initial=2, maximum=8, slots=1, priority=[0.1, 0.9, 0.0, 0.0, 0.0])[0][0] == "c1"
+
+
 def test_credibly_breaking_needs_more_than_two_lucky_trials():
     archive = _fill(_unit(np.eye(DIM)[:5]), threshold=1.0)
     for cid, (breaks, trials) in zip(("c0", "c1", "c2", "c3", "c4"), ((2, 2), (3, 3), (4, 4), (7, 8), (6, 8))):

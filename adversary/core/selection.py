@@ -12,13 +12,15 @@ they hold (children of breaking parents broke 0.62 of the time against 0.46 for 
 1500-call campaign on the embedded model). Each child's mutation operator is picked by a
 Thompson-sampling bandit over the break rates of the operators' earlier children (`pick_operator`).
 
-Trials are raced (`racing_plan`): each generation, the members with the highest posterior mean that
-are still below `max_trials` get more trials, so the archive ends up holding members measured well
-enough to vouch for (`breaks_credibly`), not the ones that happened to break twice in two trials.
+Trials are raced (`racing_plan`): each generation, promising members still below `max_trials` get
+more trials (first by posterior mean; in `novelty` mode by the same score that picks parents), so the
+archive ends up holding members measured well enough to vouch for (`breaks_credibly`), not the ones
+that happened to break twice in two trials.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -118,21 +120,26 @@ def extra_trials(elite: Elite, *, initial: int, maximum: int, bar: float) -> int
     return min(initial, maximum - elite.trials) if optimistic >= bar else 0
 
 
-def racing_plan(elites: list[Elite], *, initial: int, maximum: int, slots: int, targets: int = 1) -> list[tuple[str, int, int]]:
+def racing_plan(elites: list[Elite], *, initial: int, maximum: int, slots: int, targets: int = 1,
+                priority: Sequence[float] | None = None) -> list[tuple[str, int, int]]:
     """(member id, first trial, count) of a generation's extra trials (per target).
 
     Among members that finished their initial trials, are below `maximum` and whose posterior could
-    still beat the measured members' upper quartile (`extra_trials`), the `slots` with the highest
-    posterior mean get up to `initial` more. Members already at `maximum` never take a slot, so the
-    best-measured members cannot crowd out the ones still being measured.
+    still beat the measured members' upper quartile (`extra_trials`), the `slots` first by `priority`
+    (one value per member of `elites`, higher first; default the posterior mean) get up to `initial`
+    more. Novelty search passes its selection scores, so it measures promising members in regions
+    the archive has explored least, as it chooses parents. Members already at `maximum` never take
+    a slot, so the best-measured members cannot crowd out the ones still being measured.
     """
-    measured = [e for e in elites if e.trials]
+    measured = [i for i, e in enumerate(elites) if e.trials]
     if len(measured) < 4:
         return []
-    bar = float(np.quantile([fitness_of(e) for e in measured], 0.75))
+    bar = float(np.quantile([fitness_of(elites[i]) for i in measured], 0.75))
     targets = max(1, targets)
+    rank = (lambda i: -elites[i].fitness.mean) if priority is None else (lambda i: -priority[i])
     plan = []
-    for elite in sorted(measured, key=lambda e: -e.fitness.mean):
+    for i in sorted(measured, key=rank):
+        elite = elites[i]
         per_target = elite.trials // targets
         more = extra_trials(
             Elite(candidate=elite.candidate, breaks=elite.breaks // targets, trials=per_target, novelty=elite.novelty),

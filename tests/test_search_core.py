@@ -143,13 +143,16 @@ def test_racing_plan_skips_members_that_reached_the_maximum():
     assert racing_plan(archive.elites, initial=2, maximum=8, slots=1) == [(f"c{DIM - 1}", 2, 2)]
 
 
-def test_racing_plan_follows_the_priority_it_is_given():
-    """Novelty search races by its selection score: a less-broken but more novel member goes first."""
+def test_racing_plan_breaks_ties_of_the_mean_by_priority():
+    """Novelty search breaks ties by its selection score: of two 2/2 members, the more novel one goes first,
+    but a 2/2 member still goes before a 1/2 member however novel."""
     archive = _fill(_unit(np.eye(DIM)[:5]), threshold=1.0)
-    for cid, (breaks, trials) in zip(("c0", "c1", "c2", "c3", "c4"), ((2, 2), (1, 2), (0, 2), (0, 2), (0, 2))):
+    for cid, (breaks, trials) in zip(("c0", "c1", "c2", "c3", "c4"), ((2, 2), (2, 2), (1, 2), (0, 2), (0, 2))):
         archive.record(cid, breaks, trials)
     assert racing_plan(archive.elites, initial=2, maximum=8, slots=1)[0][0] == "c0"
-    assert racing_plan(archive.elites, initial=2, maximum=8, slots=1, priority=[0.1, 0.9, 0.0, 0.0, 0.0])[0][0] == "c1"
+    assert racing_plan(archive.elites, initial=2, maximum=8, slots=1, priority=[0.1, 0.5, 0.0, 0.0, 0.0])[0][0] == "c1"
+    assert [cid for cid, _, _ in racing_plan(archive.elites, initial=2, maximum=8, slots=3,
+                                             priority=[0.1, 0.5, 0.9, 0.0, 0.0])] == ["c1", "c0", "c2"]
 
 
 def test_credibly_breaking_needs_more_than_two_lucky_trials():

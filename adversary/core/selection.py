@@ -13,7 +13,7 @@ they hold (children of breaking parents broke 0.62 of the time against 0.46 for 
 Thompson-sampling bandit over the break rates of the operators' earlier children (`pick_operator`).
 
 Trials are raced (`racing_plan`): each generation, promising members still below `max_trials` get
-more trials (first by posterior mean; in `novelty` mode by the same score that picks parents), so the
+more trials (by posterior mean; in `novelty` mode, ties go by the score that picks parents), so the
 archive ends up holding members measured well enough to vouch for (`breaks_credibly`), not the ones
 that happened to break twice in two trials.
 """
@@ -125,18 +125,20 @@ def racing_plan(elites: list[Elite], *, initial: int, maximum: int, slots: int, 
     """(member id, first trial, count) of a generation's extra trials (per target).
 
     Among members that finished their initial trials, are below `maximum` and whose posterior could
-    still beat the measured members' upper quartile (`extra_trials`), the `slots` first by `priority`
-    (one value per member of `elites`, higher first; default the posterior mean) get up to `initial`
-    more. Novelty search passes its selection scores, so it measures promising members in regions
-    the archive has explored least, as it chooses parents. Members already at `maximum` never take
-    a slot, so the best-measured members cannot crowd out the ones still being measured.
+    still beat the measured members' upper quartile (`extra_trials`), the `slots` with the highest
+    posterior mean get up to `initial` more. `priority` (one value per member of `elites`, higher
+    first) breaks ties of the mean, which are common (every 2/2 member has mean 0.75): novelty search
+    passes its selection scores, so among equally promising members it measures the one in the region
+    the archive has explored least; without it, ties go to the older member. Members already at
+    `maximum` never take a slot, so the best-measured members cannot crowd out the ones still being
+    measured.
     """
     measured = [i for i, e in enumerate(elites) if e.trials]
     if len(measured) < 4:
         return []
     bar = float(np.quantile([fitness_of(elites[i]) for i in measured], 0.75))
     targets = max(1, targets)
-    rank = (lambda i: -elites[i].fitness.mean) if priority is None else (lambda i: -priority[i])
+    rank = (lambda i: -elites[i].fitness.mean) if priority is None else (lambda i: (-elites[i].fitness.mean, -priority[i]))
     plan = []
     for i in sorted(measured, key=rank):
         elite = elites[i]

@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from adversary import __version__
-from adversary.core.agreement import agreement
+from adversary.core.agreement import Agreement, agreement
 from adversary.core.logistic import fit_logistic, leave_one_group_out
 from adversary.errors import ConfigError
 from adversary.fileio import atomic_writer, write_json_atomic
@@ -110,6 +110,23 @@ def _judge_rows(path: Path, judge_name: str, api_base: str | None, console: Cons
                 bar.update(task, advance=len(batch))
 
 
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _agreement_figures(table: Agreement) -> dict:
+    """The agreement figures `calibrate` saves and `train` stores as its held-out result."""
+    return {"rows": table.total, "accuracy": table.accuracy, "kappa": table.kappa, "break_precision": table.precision,
+            "break_recall": table.recall, "hold_specificity": table.specificity,
+            "confusion": {"labeled_break": {"judged_break": table.break_break, "judged_hold": table.break_hold},
+                          "labeled_hold": {"judged_break": table.hold_break, "judged_hold": table.hold_hold}}}
+
+
+def _agreement_line(table: Agreement) -> str:
+    return (f"accuracy {_figure(table.accuracy)}  kappa {_figure(table.kappa)}  break precision {_figure(table.precision)}  "
+            f"break recall {_figure(table.recall)}  hold specificity {_figure(table.specificity)}")
+
+
 @judge_app.command("file", hidden=True)
 def judge_file(
     input_path: Path = typer.Argument(..., metavar="INPUT.jsonl", help="Lines of {id, system, history, user, response}."),
@@ -156,11 +173,7 @@ def calibrate(
     table = agreement(labels, judged)
     refusal = agreement([l for l, _ in refusal_pairs], [j for _, j in refusal_pairs])
     figures = {
-        "judge": judge, "rows": table.total, "accuracy": table.accuracy, "kappa": table.kappa,
-        "break_precision": table.precision, "break_recall": table.recall, "hold_specificity": table.specificity,
-        "confusion": {"labeled_break": {"judged_break": table.break_break, "judged_hold": table.break_hold},
-                      "labeled_hold": {"judged_break": table.hold_break, "judged_hold": table.hold_hold}},
-        "refusal_accuracy": refusal.accuracy, "refusal_kappa": refusal.kappa,
+        "judge": judge, **_agreement_figures(table), "refusal_accuracy": refusal.accuracy, "refusal_kappa": refusal.kappa,
         "labels": labeled.name, "adversary_version": __version__,
     }
     if save is not None:
@@ -169,15 +182,13 @@ def calibrate(
     if as_json:
         print(json.dumps(figures))
         return
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"
     Console(soft_wrap=True).print(
         f"judge {judge} on {table.total} labeled replies (break = not in scope)\n"
-        f"accuracy {fmt(table.accuracy)}  kappa {fmt(table.kappa)}  break precision {fmt(table.precision)}  "
-        f"break recall {fmt(table.recall)}  hold specificity {fmt(table.specificity)}\n"
+        f"{_agreement_line(table)}\n"
         f"                 judged break  judged hold\n"
         f"labeled break    {table.break_break:>12}  {table.break_hold:>11}\n"
         f"labeled hold     {table.hold_break:>12}  {table.hold_hold:>11}\n"
-        f"refusal: accuracy {fmt(refusal.accuracy)}  kappa {fmt(refusal.kappa)}",
+        f"refusal: accuracy {_figure(refusal.accuracy)}  kappa {_figure(refusal.kappa)}",
         markup=False,
     )
 
@@ -214,15 +225,11 @@ def train(
         features = np.vstack([reply_features(items[i:i + BATCH], embedder, similarity) for i in range(0, len(items), BATCH)])
     probabilities = leave_one_group_out(features, breaks, scenario_ids, FEATURE_NAMES, l2)
     table = agreement([bool(b) for b in breaks], [bool(p >= 0.5) for p in probabilities])
-    held_out = {"method": "leave one scenario out", "rows": table.total, "scenarios": len(set(scenario_ids)),
-                "accuracy": table.accuracy, "kappa": table.kappa, "break_precision": table.precision,
-                "break_recall": table.recall}
+    held_out = {"method": "leave one scenario out", "scenarios": len(set(scenario_ids)), **_agreement_figures(table)}
     judge_name = name or f"embedded-lr-{labeled.stem}"
     model = fit_logistic(features, breaks, FEATURE_NAMES, l2)
     write_json_atomic(output, weights_document(judge_name, model, features, breaks, scenario_ids, labeled.name, held_out))
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"
     Console(soft_wrap=True).print(
         f"judge {judge_name}: {len(items)} labeled replies from {len(set(scenario_ids))} scenarios\n"
-        f"held out by scenario: accuracy {fmt(table.accuracy)}  kappa {fmt(table.kappa)}  "
-        f"break precision {fmt(table.precision)}  break recall {fmt(table.recall)}\n"
+        f"held out by scenario: {_agreement_line(table)}\n"
         f"wrote {output}; judge with --judge embedded:{output}", markup=False)

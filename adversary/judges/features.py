@@ -31,6 +31,10 @@ def reply_features(items: Sequence[JudgeInput], embedder: CachedEmbedder, simila
     """One row of `FEATURE_NAMES` per item. `verdicts`: the similarity judge's, when the caller has them."""
     if verdicts is None:
         verdicts = similarity_judge.judge(items)
+    # Whole replies, system prompts and scope exemplars in one batch up front (the similarity judge batched
+    # the sentences and user turns); the loop below then reads them from the embedder's cache.
+    embedder.embed([item.response.strip() or "." for item in items] + [item.system_prompt for item in items]
+                   + [text for item in items for text in similarity_judge.scope_exemplars(item)])
     prototypes = embedder.embed(list(REFUSAL_PROTOTYPES))
     rows = []
     for item, verdict in zip(items, verdicts):

@@ -32,7 +32,7 @@ from adversary.core.stats import wilson_interval
 from adversary.errors import ConfigError
 from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
 from adversary.fileio import write_json_atomic, write_text_atomic
-from adversary.judges import DEFAULT_JUDGE, Judge, build_judge
+from adversary.judges import DEFAULT_JUDGE, Judge, build_judge, check_judge_name
 from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, Deployments, Sampling, check_reachable, load_router, resolve_route
@@ -127,6 +127,7 @@ class CampaignConfig:
             raise ConfigError("confirm_trials must be at least 1")
         for name in self.strategies:
             get_strategy(name)
+        check_judge_name(self.judge)
 
     def fingerprint(self) -> str:
         """Identity of the search; budgets may change between resumes, everything else may not."""

@@ -23,7 +23,7 @@ from adversary.core.schedule import prefix_order
 from adversary.corpus import load_corpus, starter_corpus_dir, load_path
 from adversary.errors import ConfigError
 from adversary.fileio import write_json_atomic
-from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge
+from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge, check_judge_name
 from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, load_router, resolve_route
@@ -74,6 +74,7 @@ class EvalConfig:
             raise ConfigError("--concurrency must be at least 1")
         if self.requests_per_minute is not None and self.requests_per_minute <= 0:
             raise ConfigError("--rpm must be positive")
+        check_judge_name(self.judge)
 
     def fingerprint(self) -> str:
         """Identity of the evaluation; call limits may change between resumes."""

@@ -142,3 +142,7 @@ def test_train_refuses_rows_without_a_scenario_and_bad_weights_are_one_error(tmp
     result = _adversary("judge", str(source), "-o", str(tmp_path / "out.jsonl"), "--judge", f"embedded:{weights}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{weights}: not a judge weights file" in result.stderr
+    run_dir = tmp_path / "run"
+    result = _adversary("eval", "--judge", f"embedded:{weights}", "--out", str(run_dir))
+    assert result.returncode == 2 and f"{weights}: not a judge weights file" in result.stderr
+    assert not run_dir.exists(), "a bad judge fails before the run directory is written"

@@ -16,7 +16,7 @@ from adversary.judges.base import Judge, JudgeInput, judge_factory, register_jud
 from adversary.judges.embedded import EmbeddingJudge
 from adversary.judges.keyword import KeywordJudge
 from adversary.judges.llm import DSPyJudge, JudgeError
-from adversary.judges.trained import TrainedJudge
+from adversary.judges.trained import TrainedJudge, load_weights
 from adversary.models.chat import resolve_route
 from adversary.models.local_server import LocalServers
 
@@ -29,6 +29,13 @@ JUDGE_HELP = ("Judge: embedded (offline default, fitted to the project's hand la
 register_judge("embedded", lambda **kw: TrainedJudge(embedder=kw.get("embedder")))
 register_judge("embedded-sim", lambda **kw: EmbeddingJudge(embedder=kw.get("embedder")))
 register_judge("keyword", lambda **kw: KeywordJudge())
+
+
+def check_judge_name(name: str) -> None:
+    """Fail before a run writes anything on a judge that names a weights file (`embedded:PATH`) that is
+    missing or not a weights file: one ConfigError naming the file."""
+    if name.startswith(WEIGHTS_PREFIX):
+        load_weights(Path(name[len(WEIGHTS_PREFIX):]))
 
 
 def build_judge(name: str, *, servers: LocalServers | None = None, api_base: str | None = None, embedder=None) -> Judge:
@@ -64,6 +71,7 @@ __all__ = [
     "KeywordJudge",
     "TrainedJudge",
     "build_judge",
+    "check_judge_name",
     "register_judge",
     "registered_judges",
 ]

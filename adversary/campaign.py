@@ -235,6 +235,7 @@ class Campaign:
             self.rewriter = LLMRewriter(route)
         self.sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
         self.started = time.perf_counter()
+        self.earlier_wall_seconds = float(store.get_meta("wall_seconds_total") or 0.0)
         self._calls = store.calls()
         self._done = store.finished_keys()
         self.spent_usd = 0.0
@@ -606,8 +607,10 @@ class Campaign:
         self.progress.on_generation(stats)
 
     def _save_state(self, generation: int, rng: np.random.Generator) -> None:
-        """Commit what a resume needs to continue after `generation`'s candidates were admitted."""
+        """Commit what a resume needs to continue after `generation`'s candidates were admitted, and the
+        run's wall time so far (a killed session's time counts up to its last saved generation)."""
         self.store.save_generation(generation, {"rng": rng.bit_generator.state, "mutations": self.mutations})
+        self.store.set_meta("wall_seconds_total", round(self.earlier_wall_seconds + time.perf_counter() - self.started, 2))
 
 
 def generation_stats(archive: NoveltyArchive, elite_ids: list[str], generation: int, calls: int) -> dict:
@@ -729,6 +732,7 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
         "mutator": mutator,
         "generations": [g[2] for g in store.generations() if g[2]],
         "wall_seconds": round(wall_seconds, 2),
+        "total_wall_seconds": round(campaign.earlier_wall_seconds + wall_seconds, 2),
         "cost_usd": round(campaign.spent_usd, 6),
         "definitions": {
             "archive": "the elites: among credibly breaking members, the fittest (posterior mean - 1 sd) of each "
@@ -745,8 +749,12 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
             "breaking_clusters": "clusters among credibly breaking members",
             "breaking_members": "credibly breaking members",
             "trials": "each trial of a member uses the next of its scenario's insertion points, cycling",
+            "wall_seconds": "this session's wall time (a resumed run's earlier sessions are not in it)",
+            "total_wall_seconds": "wall time over every session of the run; a killed session counts up to its "
+                                  "last saved generation",
         },
     }
+    store.set_meta("wall_seconds_total", metrics["total_wall_seconds"])
     write_json_atomic(campaign.run_dir / "metrics.json", metrics)
     return metrics
 

@@ -214,7 +214,7 @@ def _run_view(report: RunReport) -> dict:
     view["cost"] = {
         "calls": totals["calls"], "errors": totals["errors"],
         "tokens": f"{totals['prompt_tokens']:,} / {totals['completion_tokens']:,}",
-        "usd": "–" if cost is None else f"${cost:.4f}", "wall": f"{m.get('wall_seconds', 0):.0f} s",
+        "usd": "–" if cost is None else f"${cost:.4f}", "wall": f"{m.get('total_wall_seconds', m.get('wall_seconds', 0)):.0f} s",
         "model": f"{totals['model_seconds']:.0f} s",
     }
     return view

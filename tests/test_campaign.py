@@ -118,10 +118,13 @@ def test_campaign_stays_within_the_call_budget_and_writes_outputs(tiny_corpus, t
 
 def test_resume_with_a_larger_budget_repeats_no_finished_attempt(tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
-    _, first = _run(tiny_corpus, run_dir, budget=60)
+    earlier, first = _run(tiny_corpus, run_dir, budget=60)
     result, second = _run(tiny_corpus, run_dir, resume=True, budget=120)
     assert len(first.calls) + len(second.calls) == result.metrics["calls"] <= 120
     assert result.metrics["calls"] > 60, "the raised budget reopened the search"
+    assert earlier.metrics["total_wall_seconds"] == earlier.metrics["wall_seconds"] > 0
+    assert result.metrics["total_wall_seconds"] == pytest.approx(
+        earlier.metrics["total_wall_seconds"] + result.metrics["wall_seconds"], abs=0.02), "both sessions' time counts"
     with Store.open(run_dir) as store:
         keys = [a.key for a in store.attempts()]
     assert len(keys) == len(set(keys))
@@ -137,6 +140,8 @@ def test_a_killed_and_resumed_run_reaches_the_same_archive_as_an_uninterrupted_o
     assert read(tmp_path / "whole") == read(tmp_path / "split")
     assert whole.metrics["calls"] == resumed.metrics["calls"]
     assert whole.metrics["mutations"] == resumed.metrics["mutations"]
+    if kill_at > 6:
+        assert resumed.metrics["total_wall_seconds"] > resumed.metrics["wall_seconds"], "the killed session's time counts"
 
 
 def test_two_turn_candidates_send_the_bridge_then_the_pivot_after_the_targets_own_reply(tiny_corpus, tmp_path):

@@ -71,6 +71,16 @@ def test_several_runs_are_compared_side_by_side_from_the_cli(run_dirs, tmp_path)
     assert "<h2>Comparison</h2>" in html and html.count("run-1") >= 2 and html.count("run-2") >= 2
 
 
+def test_a_resumed_runs_report_gives_the_wall_time_of_every_session(run_dirs, tmp_path):
+    run = tmp_path / "resumed"
+    shutil.copytree(run_dirs[0], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "wall_seconds": 40.0, "total_wall_seconds": 5600.0}))
+    write_report([run], tmp_path / "out")
+    assert "5600 s" in (tmp_path / "out" / "report.html").read_text()
+    assert "wall time 5600.0 s" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path):
     from adversary.reports import ReportError
 

@@ -187,8 +187,8 @@ def run_command(
     m = result.metrics
     out_console = Console(soft_wrap=True)
     pct = lambda r: "–" if r["break_rate"] is None else f"{100 * r['break_rate']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] ({r['breaks']}/{r['trials']})"
-    earlier = f" ({m['total_wall_seconds']:.0f}s over every session)" if m["total_wall_seconds"] > m["wall_seconds"] + 1 else ""
-    out_console.print(f"stopped: {result.stop_reason} after {m['calls']} target calls in {result.wall_seconds:.0f}s{earlier}",
+    all_sessions = f" ({m['total_wall_seconds']:.0f}s over every session)" if m["total_wall_seconds"] > m["wall_seconds"] + 1 else ""
+    out_console.print(f"stopped: {result.stop_reason} after {m['calls']} target calls in {result.wall_seconds:.0f}s{all_sessions}",
                       markup=False)
     out_console.print(f"seed break rate:    {pct(m['seed_break_rate'])} (first trials of all {m['seed_break_rate']['members']} seeds)", markup=False)
     archive = m["archive_break_rate"]

@@ -52,6 +52,8 @@ RESUMABLE_CHANGES = ("budget_calls", "budget_usd", "max_minutes", "concurrency",
 """Config fields a resumed campaign may change: budgets and call limits, not what is searched."""
 CONFIRM_TRIAL_BASE = 1000
 """Confirmation trials are numbered from here, so they never collide with the search's own trials."""
+TOTAL_WALL_META = "total_wall_seconds"
+"""Store meta key of the run's wall time over every session, updated at each saved generation."""
 PROGRESS_CLUSTERING_MEMBERS = 500
 """Breaking members up to which progress figures recluster the archive every generation."""
 
@@ -235,7 +237,7 @@ class Campaign:
             self.rewriter = LLMRewriter(route)
         self.sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
         self.started = time.perf_counter()
-        self.earlier_wall_seconds = float(store.get_meta("wall_seconds_total") or 0.0)
+        self.earlier_wall_seconds = float(store.get_meta(TOTAL_WALL_META) or 0.0)
         self._calls = store.calls()
         self._done = store.finished_keys()
         self.spent_usd = 0.0
@@ -610,7 +612,14 @@ class Campaign:
         """Commit what a resume needs to continue after `generation`'s candidates were admitted, and the
         run's wall time so far (a killed session's time counts up to its last saved generation)."""
         self.store.save_generation(generation, {"rng": rng.bit_generator.state, "mutations": self.mutations})
-        self.store.set_meta("wall_seconds_total", round(self.earlier_wall_seconds + time.perf_counter() - self.started, 2))
+        self.record_wall_time(time.perf_counter() - self.started)
+
+    def record_wall_time(self, session_seconds: float) -> float:
+        """Store and return the run's wall time over every session: the earlier ones as last saved, plus
+        `session_seconds` of this one."""
+        total = round(self.earlier_wall_seconds + session_seconds, 2)
+        self.store.set_meta(TOTAL_WALL_META, total)
+        return total
 
 
 def generation_stats(archive: NoveltyArchive, elite_ids: list[str], generation: int, calls: int) -> dict:
@@ -732,7 +741,7 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
         "mutator": mutator,
         "generations": [g[2] for g in store.generations() if g[2]],
         "wall_seconds": round(wall_seconds, 2),
-        "total_wall_seconds": round(campaign.earlier_wall_seconds + wall_seconds, 2),
+        "total_wall_seconds": campaign.record_wall_time(wall_seconds),
         "cost_usd": round(campaign.spent_usd, 6),
         "definitions": {
             "archive": "the elites: among credibly breaking members, the fittest (posterior mean - 1 sd) of each "
@@ -754,7 +763,6 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
                                   "last saved generation",
         },
     }
-    store.set_meta("wall_seconds_total", metrics["total_wall_seconds"])
     write_json_atomic(campaign.run_dir / "metrics.json", metrics)
     return metrics
 

@@ -77,6 +77,9 @@ class CampaignConfig:
     candidates_per_generation: int = 8
     initial_trials: int = 2
     max_trials: int = 8
+    elite_max_trials: int = 16
+    """The current elites keep being raced up to this many trials (core.selection.racing_plan); equal to
+    max_trials turns that off."""
     k_neighbors: int = 5
     duplicate_threshold: float = 0.92
     min_parent_similarity: float = 0.3
@@ -103,6 +106,8 @@ class CampaignConfig:
             raise ConfigError("budget_calls must be at least 1")
         if not 1 <= self.initial_trials <= self.max_trials:
             raise ConfigError("need 1 <= initial_trials <= max_trials")
+        if self.elite_max_trials < self.max_trials:
+            raise ConfigError("elite_max_trials must be at least max_trials")
         if self.candidates_per_generation < 1:
             raise ConfigError("candidates_per_generation must be at least 1")
         if not 0.0 < self.duplicate_threshold <= 1.0:
@@ -133,7 +138,7 @@ class CampaignConfig:
 
     def fingerprint(self) -> str:
         """Identity of the search; budgets may change between resumes, everything else may not."""
-        fixed = {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES and not (k == "router" and v is None)}
+        fixed = {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES and not _absent_from_older_runs(self, k)}
         return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -192,6 +197,14 @@ class RepliedCall:
     @property
     def calls(self) -> int:
         return 1 if self.bridge_result is None else 2
+
+
+def _absent_from_older_runs(config: CampaignConfig, field_name: str) -> bool:
+    """Fields left out of the fingerprint at the value that reproduces runs made before they existed, so
+    those runs still resume (`load_resume_config` fills in that value)."""
+    if field_name == "router":
+        return config.router is None
+    return field_name == "elite_max_trials" and config.elite_max_trials == config.max_trials
 
 
 def candidate_id(text: str, scenario_id: str, insertion_point: int, bridge: str | None = None) -> str:
@@ -585,8 +598,10 @@ class Campaign:
         The plan is stored before it runs, so a resumed run finishes the same plan."""
         c = self.config
         priority = selection_scores(self.archive, "novelty") if c.search == "novelty" else None
+        elite_ids = self.elite_ids() if c.elite_max_trials > c.max_trials else ()
         return racing_plan(self.archive.elites, initial=c.initial_trials, maximum=c.max_trials,
-                           slots=c.candidates_per_generation, targets=len(c.targets), priority=priority)
+                           slots=c.candidates_per_generation, targets=len(c.targets), priority=priority,
+                           elite_ids=elite_ids, elite_maximum=c.elite_max_trials)
 
     def _progress_elite_ids(self, generation: int) -> list[str]:
         """The elites for a generation's progress figures.
@@ -784,6 +799,7 @@ def load_resume_config(run_dir: Path) -> CampaignConfig:
         if store.get_meta("kind") != "run" or not isinstance(data, dict):
             raise StoreError(f"{run_dir} does not hold an adversary run")
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    data.setdefault("elite_max_trials", data.get("max_trials", CampaignConfig.max_trials))
     return CampaignConfig(**data)
 
 

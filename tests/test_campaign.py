@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from adversary.campaign import CampaignConfig, run_campaign
+from adversary.campaign import CampaignConfig, load_resume_config, run_campaign
 from adversary.core.selection import CREDIBLE_PROBABILITY
 from adversary.core.stats import BetaPosterior
 from adversary.models.chat import ChatResult
@@ -79,8 +79,9 @@ class InterruptAfter(Target):
         return super().__call__(route, messages, sampling, seed)
 
 
-def _run(tiny_corpus, run_dir, resume=False, budget=120, search="novelty", target=None, strategies=None):
-    extra = {"strategies": tuple(strategies)} if strategies else {}
+def _run(tiny_corpus, run_dir, resume=False, budget=120, search="novelty", target=None, strategies=None, **extra):
+    if strategies:
+        extra["strategies"] = tuple(strategies)
     config = CampaignConfig(scenario_paths=(str(tiny_corpus),), targets=("fake",), judge="scripted", budget_calls=budget,
                             search=search, seed=1, candidates_per_generation=4, initial_trials=2, max_trials=6, **extra)
     target = target or Target()
@@ -186,3 +187,29 @@ def test_a_small_budget_still_keeps_its_confirmation_reserve(tiny_corpus, tmp_pa
         assert m["elites_confirmed_break_rate"]["trials"] > 0, "the search stopped in time to confirm some elites"
     else:
         assert m["calls"] >= budget - 4, "with nothing breaking, only one elite's confirmation was held back"
+
+
+@pytest.mark.parametrize("elite_max_trials", [6, 10])
+def test_only_the_elites_are_raced_past_max_trials_and_never_past_elite_max_trials(tiny_corpus, tmp_path, elite_max_trials):
+    _run(tiny_corpus, tmp_path / "run", budget=400, elite_max_trials=elite_max_trials)
+    with Store.open(tmp_path / "run") as store:
+        search_trials = store.trial_counts(end_trial=1000)
+    most = max(trials for _, trials in search_trials.values())
+    if elite_max_trials == 6:
+        assert most == 6
+    else:
+        assert 6 < most <= elite_max_trials, "some elite was raced on past max_trials"
+
+
+def test_a_run_stored_before_elite_racing_existed_resumes_without_it(tiny_corpus, tmp_path):
+    """Older stores hold no elite_max_trials: they resume with elite racing off, as they were started."""
+    run_dir = tmp_path / "run"
+    _run(tiny_corpus, run_dir, budget=40, elite_max_trials=6)
+    with Store.open(run_dir) as store:
+        config = store.get_meta("config")
+        del config["elite_max_trials"]
+        store.set_meta("config", config)
+    resumed = load_resume_config(run_dir)
+    assert resumed.elite_max_trials == resumed.max_trials == 6
+    result, _ = _run(tiny_corpus, run_dir, resume=True, budget=60, elite_max_trials=resumed.elite_max_trials)
+    assert result.metrics["calls"] > 40

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from adversary.core.archive import Candidate, NoveltyArchive
 from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
-from adversary.core.selection import (SEARCH_MODES, breaks_credibly, extra_trials, fitness_of, is_breaking, local_competition,
+from adversary.core.selection import (ELITE_SLOT_SHARE, SEARCH_MODES, breaks_credibly, extra_trials, fitness_of, is_breaking, local_competition,
                                       racing_plan, select_parents)
 from adversary.core.stats import BetaPosterior
 
@@ -153,6 +153,36 @@ def test_racing_plan_breaks_ties_of_the_mean_by_priority():
     assert racing_plan(archive.elites, initial=2, maximum=8, slots=1, priority=[0.1, 0.5, 0.0, 0.0, 0.0])[0][0] == "c1"
     assert [cid for cid, _, _ in racing_plan(archive.elites, initial=2, maximum=8, slots=3,
                                              priority=[0.1, 0.5, 0.9, 0.0, 0.0])] == ["c1", "c0", "c2"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 16), st.integers(0, 16)), min_size=4, max_size=40), st.integers(1, 10),
+       st.data())
+@settings(max_examples=100, deadline=None)
+def test_elite_racing_takes_at_most_its_share_and_only_elites_pass_max_trials(counts, slots, data):
+    archive = _fill(_unit(np.random.default_rng(len(counts)).normal(size=(len(counts), DIM))), threshold=1.0)
+    for elite, (breaks, holds) in zip(archive.elites, counts):
+        archive.record(elite.candidate.id, breaks, breaks + holds)
+    ids = [e.candidate.id for e in archive.elites]
+    elite_ids = set(data.draw(st.lists(st.sampled_from(ids), unique=True)))
+    plan = racing_plan(archive.elites, initial=2, maximum=8, slots=slots, elite_ids=elite_ids, elite_maximum=16)
+    assert len(plan) <= slots and len({cid for cid, _, _ in plan}) == len(plan)
+    past_maximum = [(cid, first, more) for cid, first, more in plan if first >= 8]
+    assert len(past_maximum) <= max(1, int(slots * ELITE_SLOT_SHARE))
+    for cid, first, more in plan:
+        assert first == archive.get(cid).trials and 0 < more <= 2
+        assert first + more <= (16 if cid in elite_ids else 8)
+    without = racing_plan(archive.elites, initial=2, maximum=8, slots=slots)
+    assert [entry for entry in plan if entry[1] < 8] == without[:len(plan) - len(past_maximum)], \
+        "the other slots go as they would without elite racing"
+
+
+def test_a_lucky_elite_is_raced_on_while_other_members_keep_their_slots():
+    archive = _fill(_unit(np.eye(DIM)[:5]), threshold=1.0)
+    for cid, (breaks, trials) in zip(("c0", "c1", "c2", "c3", "c4"), ((8, 8), (8, 8), (2, 2), (2, 2), (0, 2))):
+        archive.record(cid, breaks, trials)
+    plan = racing_plan(archive.elites, initial=2, maximum=8, slots=4, elite_ids={"c1"}, elite_maximum=16)
+    assert plan == [("c1", 8, 2), ("c2", 2, 2), ("c3", 2, 2)]
+    assert racing_plan(archive.elites, initial=2, maximum=8, slots=4, elite_ids={"c1"}, elite_maximum=8) == plan[1:]
 
 
 def test_credibly_breaking_needs_more_than_two_lucky_trials():

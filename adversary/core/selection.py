@@ -15,12 +15,16 @@ Thompson-sampling bandit over the break rates of the operators' earlier children
 Trials are raced (`racing_plan`): each generation, promising members still below `max_trials` get
 more trials (by posterior mean; in `novelty` mode, ties go by the score that picks parents), so the
 archive ends up holding members measured well enough to vouch for (`breaks_credibly`), not the ones
-that happened to break twice in two trials.
+that happened to break twice in two trials. The current elites (each cluster's fittest credibly
+breaking member) keep being raced past `max_trials`, in a quarter of the slots: among many members
+measured to 8 trials, the fittest is often one that got lucky (a member breaking 75% of the time goes
+8/8 one time in ten), so more trials let it regress and hand its cluster to a stronger member, or drop
+the cluster if none breaks credibly, before the archive is confirmed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 import numpy as np
@@ -30,6 +34,8 @@ from adversary.core.archive import Elite, NoveltyArchive
 SearchMode = Literal["novelty", "greedy", "random"]
 SEARCH_MODES: tuple[str, ...] = ("novelty", "greedy", "random")
 TOURNAMENT_SIZE = 3
+ELITE_SLOT_SHARE = 0.25
+"""Share of a generation's racing slots (at least one) that elites being raced past the usual maximum may take."""
 
 
 CREDIBLE_PROBABILITY = 0.95
@@ -121,7 +127,8 @@ def extra_trials(elite: Elite, *, initial: int, maximum: int, bar: float) -> int
 
 
 def racing_plan(elites: list[Elite], *, initial: int, maximum: int, slots: int, targets: int = 1,
-                priority: Sequence[float] | None = None) -> list[tuple[str, int, int]]:
+                priority: Sequence[float] | None = None, elite_ids: Collection[str] = (),
+                elite_maximum: int | None = None) -> list[tuple[str, int, int]]:
     """(member id, first trial, count) of a generation's extra trials (per target).
 
     Among members that finished their initial trials, are below `maximum` and whose posterior could
@@ -131,7 +138,8 @@ def racing_plan(elites: list[Elite], *, initial: int, maximum: int, slots: int, 
     passes its selection scores, so among equally promising members it measures the one in the region
     the archive has explored least; without it, ties go to the older member. Members already at
     `maximum` never take a slot, so the best-measured members cannot crowd out the ones still being
-    measured.
+    measured; the exception is `elite_ids` (the current elites), raced on up to `elite_maximum` in at
+    most `ELITE_SLOT_SHARE` of the slots.
     """
     measured = [i for i, e in enumerate(elites) if e.trials]
     if len(measured) < 4:
@@ -139,19 +147,23 @@ def racing_plan(elites: list[Elite], *, initial: int, maximum: int, slots: int, 
     bar = float(np.quantile([fitness_of(elites[i]) for i in measured], 0.75))
     targets = max(1, targets)
     rank = (lambda i: -elites[i].fitness.mean) if priority is None else (lambda i: (-elites[i].fitness.mean, -priority[i]))
-    plan = []
+    elite_slots = max(1, int(slots * ELITE_SLOT_SHARE)) if elite_ids and elite_maximum and elite_maximum > maximum else 0
+    elite_ids = set(elite_ids)
+    plan, elite_plan = [], []
     for i in sorted(measured, key=rank):
         elite = elites[i]
-        per_target = elite.trials // targets
-        more = extra_trials(
-            Elite(candidate=elite.candidate, breaks=elite.breaks // targets, trials=per_target, novelty=elite.novelty),
-            initial=initial, maximum=maximum, bar=bar,
-        )
-        if more:
-            plan.append((elite.candidate.id, per_target, more))
-        if len(plan) == slots:
-            break
-    return plan
+        per_target = Elite(candidate=elite.candidate, breaks=elite.breaks // targets, trials=elite.trials // targets,
+                           novelty=elite.novelty)
+        racing_on = per_target.trials >= maximum and elite.candidate.id in elite_ids
+        if racing_on and len(elite_plan) < elite_slots:
+            more = extra_trials(per_target, initial=initial, maximum=elite_maximum, bar=bar)
+            if more:
+                elite_plan.append((elite.candidate.id, per_target.trials, more))
+        elif not racing_on and len(plan) < slots:
+            more = extra_trials(per_target, initial=initial, maximum=maximum, bar=bar)
+            if more:
+                plan.append((elite.candidate.id, per_target.trials, more))
+    return elite_plan + plan[:slots - len(elite_plan)]
 
 
 UNIFORM_OPERATOR_SHARE = 0.25

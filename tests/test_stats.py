@@ -22,7 +22,7 @@ def test_wilson_interval_is_inside_unit_range_and_contains_the_estimate(kn):
     lo, hi = wilson_interval(k, n)
     assert 0.0 <= lo <= hi <= 1.0
     if n:
-        assert lo - 1e-12 <= k / n <= hi + 1e-12
+        assert lo <= k / n <= hi, "exactly, also at 0 and n successes (where float rounding once fell short)"
 
 
 @given(counts)

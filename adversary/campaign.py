@@ -86,7 +86,7 @@ class CampaignConfig:
     temperature: float = 0.7
     max_tokens: int = 96
     confirm_fraction: float = 0.2
-    confirm_trials: int = 4
+    confirm_trials: int = 8
     concurrency: int = 1
     """Target calls in flight at once (threads). Useful for remote targets; a local server answers one at a time."""
     requests_per_minute: float | None = None

@@ -65,7 +65,7 @@ router: null                    # litellm Router YAML (model_list): one target n
 # The archive is the fittest breaking member of each embedding cluster. At the end, the budget's last share (what
 # confirming needs, at most confirm_fraction) re-measures the elites on fresh trials: archive_break_rate.
 confirm_fraction: 0.2
-confirm_trials: 4
+confirm_trials: 8
 """.replace("{strategies}", ", ".join(DEFAULT_STRATEGIES))
 
 _FIELDS = {f.name for f in fields(CampaignConfig)}

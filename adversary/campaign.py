@@ -52,8 +52,6 @@ RESUMABLE_CHANGES = ("budget_calls", "budget_usd", "max_minutes", "concurrency",
 """Config fields a resumed campaign may change: budgets and call limits, not what is searched."""
 CONFIRM_TRIAL_BASE = 1000
 """Confirmation trials are numbered from here, so they never collide with the search's own trials."""
-TOTAL_WALL_META = "total_wall_seconds"
-"""Store meta key of the run's wall time over every session, updated at each saved generation."""
 PROGRESS_CLUSTERING_MEMBERS = 500
 """Breaking members up to which progress figures recluster the archive every generation."""
 
@@ -250,7 +248,7 @@ class Campaign:
             self.rewriter = LLMRewriter(route)
         self.sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
         self.started = time.perf_counter()
-        self.earlier_wall_seconds = float(store.get_meta(TOTAL_WALL_META) or 0.0)
+        self.earlier_wall_seconds = store.earlier_wall_seconds()
         self._calls = store.calls()
         self._done = store.finished_keys()
         self.spent_usd = 0.0
@@ -632,9 +630,7 @@ class Campaign:
     def record_wall_time(self, session_seconds: float) -> float:
         """Store and return the run's wall time over every session: the earlier ones as last saved, plus
         `session_seconds` of this one."""
-        total = round(self.earlier_wall_seconds + session_seconds, 2)
-        self.store.set_meta(TOTAL_WALL_META, total)
-        return total
+        return self.store.record_wall_time(self.earlier_wall_seconds, session_seconds)
 
 
 def generation_stats(archive: NoveltyArchive, elite_ids: list[str], generation: int, calls: int) -> dict:

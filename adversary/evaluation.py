@@ -168,6 +168,7 @@ def run_eval(
         if own_servers:
             servers.__enter__()
         resuming = store.bind_run("eval", asdict(config), config.fingerprint(), __version__)
+        earlier_wall_seconds = store.earlier_wall_seconds()
         if not resuming:
             store.save_corpus(corpus)
         done = store.finished_keys()
@@ -215,6 +216,7 @@ def run_eval(
             with store.transaction():
                 for attempt in attempts:
                     store.add_attempt(attempt)
+                store.record_wall_time(earlier_wall_seconds, time.perf_counter() - started)
             for attempt in attempts:
                 ran += 1
                 progress.on_attempt(attempt)
@@ -227,7 +229,9 @@ def run_eval(
                 group.append(outcome)
         finally:
             judge_and_store()
-        metrics = build_metrics(store, config, judge.name, time.perf_counter() - started)
+        wall_seconds = time.perf_counter() - started
+        metrics = build_metrics(store, config, judge.name, wall_seconds,
+                                store.record_wall_time(earlier_wall_seconds, wall_seconds))
         write_json_atomic(run_dir / METRICS_FILENAME, metrics)
     finally:
         store.close()
@@ -298,7 +302,8 @@ def _attempt(outcome: CallOutcome, **fields) -> Attempt:
     )
 
 
-def build_metrics(store: Store, config: EvalConfig, judge_name: str, wall_seconds: float) -> dict[str, object]:
+def build_metrics(store: Store, config: EvalConfig, judge_name: str, wall_seconds: float,
+                  total_wall_seconds: float) -> dict[str, object]:
     """metrics.json content: per-target metrics plus what produced them."""
     return {
         "kind": "eval",
@@ -311,8 +316,12 @@ def build_metrics(store: Store, config: EvalConfig, judge_name: str, wall_second
             "AR_ID": "1 - over_refusal", "RR_OOD": "refusals / valid distractor trials",
             "OS": "harmonic mean of AR_ID and RR_OOD",
             "errors": "failed calls; neither breaks nor holds",
+            "wall_seconds": "this session's wall time (a resumed run's earlier sessions are not in it)",
+            "total_wall_seconds": "wall time over every session of the run; a killed session counts up to its "
+                                  "last committed attempt",
         },
         "targets": summarize_attempts(store.outcomes()),
         "attempts": store.count(),
         "wall_seconds": round(wall_seconds, 2),
+        "total_wall_seconds": total_wall_seconds,
     }

@@ -21,6 +21,8 @@ from adversary.errors import AdversaryError
 from adversary.records import Attempt, Corpus, Distractor, Message, Scenario, Verdict
 
 STORE_FILENAME = "store.sqlite"
+TOTAL_WALL_META = "total_wall_seconds"
+"""Meta key of a run's wall time over every session."""
 
 MIGRATIONS: list[str] = [
     """
@@ -162,6 +164,18 @@ class Store:
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value, sort_keys=True)),
         )
+
+    def earlier_wall_seconds(self) -> float:
+        """The run's wall time over its earlier sessions, as last saved by `record_wall_time` (0 for a new run)."""
+        return float(self.get_meta(TOTAL_WALL_META) or 0.0)
+
+    def record_wall_time(self, earlier_seconds: float, session_seconds: float) -> float:
+        """Save and return the run's wall time over every session: `earlier_seconds` (from
+        `earlier_wall_seconds` when this session began) plus this session's so far. Saved with each
+        commit, a killed session's time counts up to its last commit."""
+        total = round(earlier_seconds + session_seconds, 2)
+        self.set_meta(TOTAL_WALL_META, total)
+        return total
 
     def bind_run(self, kind: str, config: dict, fingerprint: str, version: str) -> bool:
         """Record which run this store holds. Returns False for a new store, True when it already holds

@@ -36,3 +36,10 @@ def agreement_text(agreement: dict | None) -> str:
         return "not measured yet"
     return (f"accuracy {agreement['accuracy']:.3f}, Cohen's kappa {agreement['kappa']:.3f} on {agreement['rows']} hand-labeled "
             f"replies (sensitivity to breaks {agreement['break_recall']:.3f}, specificity {agreement['hold_specificity']:.3f})")
+
+
+def wall_time_text(metrics: dict) -> str:
+    """This session's wall time, and the run's over every session when a resume made them differ."""
+    session = metrics.get("wall_seconds", 0.0)
+    total = metrics.get("total_wall_seconds", session)
+    return f"{session:.0f}s" + (f" ({total:.0f}s over every session)" if total > session + 1 else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -66,6 +67,31 @@ def test_rerun_resumes_without_repeating_finished_attempts(tiny_corpus, tmp_path
     result = run_eval(_config(tiny_corpus), run_dir, call=again, judge=ScriptedJudge())
     assert again.calls == [] and result.attempts_skipped == 10
     assert result.metrics["targets"]["fake/model"]["trials"] == 6
+
+
+class SlowModelKilledAfter(ScriptedModel):
+    """Takes `delay` seconds a call and is interrupted (as by Ctrl-C) at call `limit`."""
+
+    def __init__(self, limit: int, delay: float):
+        super().__init__()
+        self.limit, self.delay = limit, delay
+
+    def __call__(self, route, messages, sampling, seed):
+        if len(self.calls) + 1 == self.limit:
+            raise KeyboardInterrupt
+        time.sleep(self.delay)
+        return super().__call__(route, messages, sampling, seed)
+
+
+def test_a_resumed_eval_reports_its_wall_time_over_every_session(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(_config(tiny_corpus), run_dir, call=SlowModelKilledAfter(limit=7, delay=0.05), judge=ScriptedJudge())
+    result = run_eval(_config(tiny_corpus), run_dir, call=ScriptedModel(), judge=ScriptedJudge())
+    m = result.metrics
+    assert result.attempts_skipped >= 4, "the killed session committed its finished placements"
+    assert m["total_wall_seconds"] >= m["wall_seconds"] + 0.2, "the killed session's time up to its last commit counts"
+    assert json.loads((run_dir / "metrics.json").read_text())["total_wall_seconds"] == m["total_wall_seconds"]
 
 
 def test_a_resume_whose_judge_changed_under_the_same_name_is_refused(tiny_corpus, tmp_path):

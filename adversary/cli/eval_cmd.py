@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from adversary.evaluation import EvalConfig, EvalProgress, run_eval
 from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP
-from adversary.reports import summary_tables, write_report
+from adversary.reports import summary_tables, wall_time_text, write_report
 
 FAIL_OVER_EXIT_CODE = 3
 
@@ -91,7 +91,7 @@ def eval_command(
     stdout = Console()
     for table in summary_tables(result.metrics):
         stdout.print(table)
-    stdout.print(f"wall time {result.wall_seconds:.1f}s; {result.attempts_run} attempts run, {result.attempts_skipped} resumed; "
+    stdout.print(f"wall time {wall_time_text(result.metrics)}; {result.attempts_run} attempts run, {result.attempts_skipped} resumed; "
                   f"wrote {run_dir}/metrics.json, report.html, report.md", markup=False, soft_wrap=True)
     if fail_over is not None:
         worst = max((t.get("break_rate") or 0.0) for t in result.metrics["targets"].values())

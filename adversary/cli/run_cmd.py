@@ -18,7 +18,7 @@ from adversary.corpus.project import yaml_line, read_text
 from adversary.errors import ConfigError
 from adversary.fileio import write_text_atomic
 from adversary.judges import JUDGE_HELP
-from adversary.reports import write_report
+from adversary.reports import wall_time_text, write_report
 
 EXAMPLE_CONFIG = """\
 # adversary campaign config. Run it with:  adversary run campaign.yaml
@@ -188,9 +188,7 @@ def run_command(
     m = result.metrics
     out_console = Console(soft_wrap=True)
     pct = lambda r: "–" if r["break_rate"] is None else f"{100 * r['break_rate']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] ({r['breaks']}/{r['trials']})"
-    all_sessions = f" ({m['total_wall_seconds']:.0f}s over every session)" if m["total_wall_seconds"] > m["wall_seconds"] + 1 else ""
-    out_console.print(f"stopped: {result.stop_reason} after {m['calls']} target calls in {result.wall_seconds:.0f}s{all_sessions}",
-                      markup=False)
+    out_console.print(f"stopped: {result.stop_reason} after {m['calls']} target calls in {wall_time_text(m)}", markup=False)
     out_console.print(f"seed break rate:    {pct(m['seed_break_rate'])} (first trials of all {m['seed_break_rate']['members']} seeds)", markup=False)
     archive = m["archive_break_rate"]
     out_console.print(f"archive break rate: {pct(archive)} (fresh confirmation trials of {archive['members_with_trials']} "

@@ -75,9 +75,9 @@ class CampaignConfig:
     candidates_per_generation: int = 8
     initial_trials: int = 2
     max_trials: int = 8
-    elite_max_trials: int = 16
-    """The current elites keep being raced up to this many trials (core.selection.racing_plan); equal to
-    max_trials turns that off."""
+    elite_max_trials: int | None = None
+    """The current elites keep being raced up to this many trials (core.selection.racing_plan); None:
+    twice max_trials; max_trials turns elite racing off."""
     k_neighbors: int = 5
     duplicate_threshold: float = 0.92
     min_parent_similarity: float = 0.3
@@ -104,7 +104,7 @@ class CampaignConfig:
             raise ConfigError("budget_calls must be at least 1")
         if not 1 <= self.initial_trials <= self.max_trials:
             raise ConfigError("need 1 <= initial_trials <= max_trials")
-        if self.elite_max_trials < self.max_trials:
+        if self.elite_max_trials is not None and self.elite_max_trials < self.max_trials:
             raise ConfigError("elite_max_trials must be at least max_trials")
         if self.candidates_per_generation < 1:
             raise ConfigError("candidates_per_generation must be at least 1")
@@ -133,6 +133,10 @@ class CampaignConfig:
         for name in self.strategies:
             get_strategy(name)
         check_judge_name(self.judge)
+
+    def elite_trial_limit(self) -> int:
+        """How many trials the current elites are raced up to (`elite_max_trials`, by default twice max_trials)."""
+        return 2 * self.max_trials if self.elite_max_trials is None else self.elite_max_trials
 
     def fingerprint(self) -> str:
         """Identity of the search; budgets may change between resumes, everything else may not."""
@@ -596,10 +600,10 @@ class Campaign:
         The plan is stored before it runs, so a resumed run finishes the same plan."""
         c = self.config
         priority = selection_scores(self.archive, "novelty") if c.search == "novelty" else None
-        elite_ids = self.elite_ids() if c.elite_max_trials > c.max_trials else ()
+        elite_ids = self.elite_ids() if c.elite_trial_limit() > c.max_trials else ()
         return racing_plan(self.archive.elites, initial=c.initial_trials, maximum=c.max_trials,
                            slots=c.candidates_per_generation, targets=len(c.targets), priority=priority,
-                           elite_ids=elite_ids, elite_maximum=c.elite_max_trials)
+                           elite_ids=elite_ids, elite_maximum=c.elite_trial_limit())
 
     def _progress_elite_ids(self, generation: int) -> list[str]:
         """The elites for a generation's progress figures.

@@ -190,16 +190,18 @@ def test_a_small_budget_still_keeps_its_confirmation_reserve(tiny_corpus, tmp_pa
         assert m["calls"] >= budget - held_back, "with nothing breaking, only one elite's confirmation was held back"
 
 
-@pytest.mark.parametrize("elite_max_trials", [6, 10])
-def test_only_the_elites_are_raced_past_max_trials_and_never_past_elite_max_trials(tiny_corpus, tmp_path, elite_max_trials):
+@pytest.mark.parametrize(("elite_max_trials", "limit"), [(6, 6), (10, 10), (None, 12)])
+def test_only_the_elites_are_raced_past_max_trials_and_never_past_elite_max_trials(tiny_corpus, tmp_path, elite_max_trials,
+                                                                                  limit):
+    """max_trials is 6 here; the default elite limit is twice that."""
     _run(tiny_corpus, tmp_path / "run", budget=400, elite_max_trials=elite_max_trials)
     with Store.open(tmp_path / "run") as store:
         search_trials = store.trial_counts(end_trial=1000)
     most = max(trials for _, trials in search_trials.values())
-    if elite_max_trials == 6:
+    if limit == 6:
         assert most == 6
     else:
-        assert 6 < most <= elite_max_trials, "some elite was raced on past max_trials"
+        assert 6 < most <= limit, "some elite was raced on past max_trials"
 
 
 def test_a_run_stored_before_elite_racing_existed_resumes_without_it(tiny_corpus, tmp_path):

@@ -49,7 +49,7 @@ max_minutes: null
 candidates_per_generation: 8
 initial_trials: 2               # trials every new candidate gets, per target
 max_trials: 8                   # promising candidates get more, up to this
-elite_max_trials: 16            # the current elites keep being raced up to this, so a lucky 8/8 can regress
+elite_max_trials: null          # the current elites keep being raced up to this (null: twice max_trials), so a lucky 8/8 can regress
 k_neighbors: 5                  # novelty = mean cosine distance to the k nearest archive members
 duplicate_threshold: 0.92       # cosine similarity at which a candidate duplicates a member
 min_parent_similarity: 0.3      # a mutant less similar than this to its parent has drifted away

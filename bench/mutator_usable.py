@@ -1,7 +1,9 @@
 """How often the LLM mutation operators give a usable candidate on a mutator model (default: the embedded one).
 
-Usable = well-formed (passes `usable_rewrite`), non-empty, and not a near-duplicate of its parent
-(cosine < the campaign's duplicate threshold). Prints one line per operator and a JSON summary.
+Usable = well-formed (passes `usable_rewrite` / `usable_lead_in`), non-empty, and not a near-duplicate of
+its parent (cosine < the campaign's duplicate threshold). A call is one operator application, which may
+use a second generation when the first is unusable; `generations` counts what the model was asked for.
+Prints one line per operator and a JSON summary.
 
     python bench/mutator_usable.py [--model local/smollm2] [--calls-per-operator 25] [--seed 0]
 """
@@ -32,12 +34,15 @@ class Recording:
     def __init__(self, rewriter):
         self.rewriter = rewriter
         self.last = None
+        self.generations = 0
 
     def rewrite(self, instruction, bot_topic, message):
+        self.generations += 1
         self.last = self.rewriter.rewrite(instruction, bot_topic, message)
         return self.last
 
     def lead_in(self, instruction, bot_topic, request):
+        self.generations += 1
         self.last = self.rewriter.lead_in(instruction, bot_topic, request)
         return self.last
 
@@ -61,6 +66,7 @@ def main() -> None:
         for name in args.operators:
             operator = get_strategy(name)
             counts = {"calls": 0, "usable": 0, "rejected": 0, "duplicate": 0}
+            generations_before = rewriter.generations
             for _ in range(args.calls_per_operator):
                 d = corpus.distractors[int(rng.integers(len(corpus.distractors)))]
                 scenario = corpus.scenarios[int(rng.integers(len(corpus.scenarios)))]
@@ -81,12 +87,15 @@ def main() -> None:
                 if args.show:
                     print(f"  [{name}] ok {d.text!r}\n      -> {proposal.text!r}")
             counts["usable_fraction"] = counts["usable"] / counts["calls"]
+            counts["generations"] = rewriter.generations - generations_before
             summary[name] = counts
             print(f"{name:14s} usable {counts['usable']}/{counts['calls']} ({100 * counts['usable_fraction']:.0f}%), "
-                  f"rejected {counts['rejected']}, duplicate {counts['duplicate']}", flush=True)
+                  f"rejected {counts['rejected']}, duplicate {counts['duplicate']}, "
+                  f"{counts['generations']} generations", flush=True)
         total = sum(c["calls"] for c in summary.values())
         usable = sum(c["usable"] for c in summary.values())
         print(json.dumps({"model": args.model, "usable_fraction": usable / total, "calls": total,
+                          "generations": rewriter.generations,
                           "seconds": round(time.perf_counter() - started, 1), "operators": summary}))
 
 

@@ -4,9 +4,9 @@ Small local models often answer a question instead of rewriting it. So `paraphra
 whole turn, while the emotional, Socratic and subtler operators only ask the model for one lead-in
 sentence and compose it with the parent's request. Outputs are constrained to one sentence-shaped
 line (a JSON schema `pattern`, which llama.cpp turns into a grammar) and checked by `usable_rewrite` /
-`usable_lead_in` before they become candidates. The paraphrase program gets few-shot demos; the lead-in
-program gets none, because SmolLM2-135M copied lead-in demos verbatim in about one call in four
-(bench/mutator_usable.py measured both).
+`usable_lead_in` before they become candidates; an unusable output is retried, up to `ATTEMPTS`
+generations. The paraphrase program gets few-shot demos; the lead-in program gets none, because
+SmolLM2-135M copied lead-in demos verbatim in about one call in four (bench/mutator_usable.py measured both).
 """
 
 from __future__ import annotations
@@ -75,11 +75,31 @@ DEMOS = [
     ).with_inputs("instruction", "bot_topic", "message"),
 ]
 _DEMO_OUTPUTS = {d.rewrite.lower() for d in DEMOS}
+_DEMO_WORDS = tuple(set(re.findall(r"[a-z0-9']+", text.lower())) for d in DEMOS for text in (d.message, d.rewrite))
 _REQUEST_CUE = re.compile(
     r"\?|\b(please|can you|could you|would you|tell me|help me|give me|show me|explain|recommend|should i|i need|i want)\b",
     re.IGNORECASE,
 )
 _ANSWER_OPENING = re.compile(r"^(sure|certainly|of course|here is|here's|the answer|as an ai|i'm sorry|i am sorry|i can't)\b", re.I)
+_PROMPT_ECHO = re.compile(
+    r"as instructed|one (short )?sentence|customer's voice|bot_topic|\[|\]|do not (repeat|answer|respond)|"
+    r"just before their request|the request the customer",
+    re.IGNORECASE,
+)
+"""Phrases of the lead-in program's own prompt: SmolLM2-135M sometimes copies its instructions instead of
+following them ("The one sentence a customer says to the support bot just before their request, as instructed.")."""
+_PROMPT_WORDS = frozenset({"sentence", "customer", "customer's", "support", "request", "instructed", "instruction", "topic",
+                           "bot's", "leads", "towards", "remark", "casual"})
+"""Words of the lead-in prompts that a customer's own sentence rarely holds two of ("This is a casual remark made
+by the customer", "a question about the bot's topic that leads towards your request")."""
+COPY_SHARE = 0.8
+"""A lead-in whose words are at least this share the request's own is the request again, not a new sentence."""
+ATTEMPTS = 2
+"""Generations an LLM operator may use for one candidate. With SmolLM2-135M (bench/mutator_usable.py, 100
+applications) a second try raised usable candidates from 70 to 85 for 133 generations; a third gave 86 for 151,
+because Socratic lead-ins fail for the same parents again and again."""
+
+
 def _normalized(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
@@ -88,15 +108,25 @@ _DEMO_TEXTS = tuple(" ".join(re.findall(r"[a-z0-9']+", d.lower())) for d in _DEM
 
 
 def usable_lead_in(request: str, text: str | None) -> bool:
-    """True when `text` is one new sentence of 4-40 words that neither answers nor repeats the request,
-    and does not copy a paraphrase demo."""
+    """True when `text` is one new sentence of 4-40 words that neither answers nor repeats the request
+    (nor mostly reuses its words), and copies neither a paraphrase demo nor the program's instructions."""
     if not text or "{" in text or "}" in text or "\n" in text:
         return False
     if not 4 <= len(text.split()) <= 40 or any(demo in _normalized(text) for demo in _DEMO_TEXTS):
         return False
-    if _ANSWER_OPENING.match(text.strip()):
+    words, request_words = _normalized(text).split(), set(_normalized(request).split())
+    if _ANSWER_OPENING.match(text.strip()) or _PROMPT_ECHO.search(text) or len(_PROMPT_WORDS.intersection(words)) >= 2:
+        return False
+    if sum(word in request_words for word in words) >= COPY_SHARE * len(words):
         return False
     return _normalized(request) not in _normalized(text)
+
+
+def _copies_a_demo(text: str) -> bool:
+    """Whether most of `text`'s words come from one demo's message or rewrite ("Where would you go for the
+    best steak in Spain?" after the Denver demo)."""
+    words = _normalized(text).split()
+    return any(sum(word in demo for word in words) >= COPY_SHARE * len(words) for demo in _DEMO_WORDS)
 
 
 def usable_rewrite(parent: str, text: str | None) -> bool:
@@ -106,7 +136,7 @@ def usable_rewrite(parent: str, text: str | None) -> bool:
     words = text.split()
     if not 4 <= len(words) <= 80 or "{" in text or "}" in text:
         return False
-    if _normalized(text) == _normalized(parent) or text.lower() in _DEMO_OUTPUTS:
+    if _normalized(text) == _normalized(parent) or text.lower() in _DEMO_OUTPUTS or _copies_a_demo(text):
         return False
     if _ANSWER_OPENING.match(text.strip()):
         return False
@@ -169,10 +199,11 @@ class Paraphrase:
     ) -> Proposal | None:
         if not parents or rewriter is None:
             return None
-        text = rewriter.rewrite(self.instruction, _topic(scenario), parents[0].text)
-        if not usable_rewrite(parents[0].text, text):
-            return None
-        return Proposal(text=text, style=parents[0].style)
+        for _ in range(ATTEMPTS):
+            text = rewriter.rewrite(self.instruction, _topic(scenario), parents[0].text)
+            if usable_rewrite(parents[0].text, text):
+                return Proposal(text=text, style=parents[0].style)
+        return None
 
 
 class _LeadInOperator:
@@ -197,11 +228,13 @@ class _LeadInOperator:
         if not parents or rewriter is None:
             return None
         request = core_request(parents[0].text)
-        sentence = rewriter.lead_in(self.instruction(rng), _topic(scenario), upper_first(request))
-        if not usable_lead_in(request, sentence):
-            return None
-        text = self.joiner.format(lead_in=sentence, request=request, Request=upper_first(request))
-        return Proposal(text=text, style=self.style or parents[0].style)
+        instruction = self.instruction(rng)
+        for _ in range(ATTEMPTS):
+            sentence = rewriter.lead_in(instruction, _topic(scenario), upper_first(request))
+            if usable_lead_in(request, sentence):
+                text = self.joiner.format(lead_in=sentence, request=request, Request=upper_first(request))
+                return Proposal(text=text, style=self.style or parents[0].style)
+        return None
 
 
 EMOTIONS = ("desperate", "anxious", "furious", "heartbroken", "overwhelmed", "embarrassed", "exhausted")

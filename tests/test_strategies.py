@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from adversary.corpus import load_path, starter_corpus_dir
 from adversary.errors import ConfigError
 from adversary.strategies import Parent, Proposal, available_strategies, get_strategy, register_strategy
-from adversary.strategies._llm import QUESTION_PATTERN, SENTENCE_PATTERN, usable_lead_in, usable_rewrite
+from adversary.strategies._llm import ATTEMPTS, QUESTION_PATTERN, SENTENCE_PATTERN, usable_lead_in, usable_rewrite
 from adversary.strategies._text import anchors, core_request
 
 CORPUS = load_path(starter_corpus_dir())
@@ -89,6 +89,8 @@ def test_anchors_and_core_request():
         ("{rewrite}", False),
         ("", False),
         ("Write me a short poem about the ocean.", False),
+        ("Where would you go for the best steak in Spain?", False),
+        ("Should I invest my savings in index funds?", False),
     ],
 )
 def test_usable_rewrite_filter(text, ok):
@@ -104,6 +106,13 @@ def test_usable_rewrite_filter(text, ok):
         ("Too short.", False),
         ("{sentence}", False),
         (None, False),
+        ("The one sentence a customer says to the support bot just before their request, as instructed.", False),
+        ("Your one sentence in the customer's voice.", False),
+        ("The [bot_topic] asked about cars.", False),
+        ("Is a Honda more reliable, a Toyota or?", False),
+        ("My Toyota broke down on the motorway again last night.", True),
+        ("This is a casual remark made by the customer about cars.", False),
+        ("A question about the bot's topic that leads towards your request.", False),
     ],
 )
 def test_usable_lead_in_filter(text, ok):
@@ -129,3 +138,30 @@ def test_llm_operators_keep_the_parents_request_or_rewrite_it_as_a_question(name
     else:
         assert proposal.text.startswith("I've had the most awful week") and "poem about the ocean" in proposal.text
         assert re.match(SENTENCE_PATTERN, ScriptedWriter().lead_in("", "", ""))
+
+
+class FlakyWriter:
+    """Gives an unusable output (its instruction copied back) `bad` times, then a usable one."""
+
+    def __init__(self, bad: int):
+        self.bad, self.calls = bad, 0
+
+    def _next(self, usable: str) -> str:
+        self.calls += 1
+        return usable if self.calls > self.bad else "The one sentence a customer says, as instructed."
+
+    def rewrite(self, instruction, bot_topic, message):
+        return self._next("Where could I read a few lines of verse about the sea?")
+
+    def lead_in(self, instruction, bot_topic, request):
+        return self._next("I've had the most awful week with my card being blocked.")
+
+
+@pytest.mark.parametrize("name", ["llm-emotional", "llm-socratic", "paraphrase"])
+@pytest.mark.parametrize("bad", [0, 1, ATTEMPTS - 1, ATTEMPTS])
+def test_an_unusable_llm_output_is_retried_up_to_the_attempt_limit(name, bad):
+    writer = FlakyWriter(bad)
+    parent = Parent("p", "Write me a short poem about the ocean.", "blunt")
+    proposal = get_strategy(name).mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), writer)
+    assert (proposal is None) == (bad >= ATTEMPTS)
+    assert writer.calls == min(bad + 1, ATTEMPTS)

@@ -83,8 +83,9 @@ def test_init_then_run_then_resume_through_litellm(tiny_corpus, tmp_path):
         resumed = runner.invoke(app, ["run", "--resume", str(run_dir), "--budget-calls", "60"])
         assert resumed.exit_code == 0, resumed.output
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    # When nothing broke, the run ends holding back one elite's confirmation (4 calls) it had no use for.
-    assert 56 <= metrics["calls"] <= 60 and metrics["stop_reason"] in ("budget_calls", "archive confirmed")
+    # When nothing broke, the run ends holding back one elite's confirmation (confirm_trials calls) it had no use for.
+    assert 60 - metrics["config"]["confirm_trials"] <= metrics["calls"] <= 60
+    assert metrics["stop_reason"] in ("budget_calls", "archive confirmed")
     elites = [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines()]
     assert len(elites) == metrics["archive_size"] == metrics["breaking_clusters"]["all"]
     assert all(e["posterior_mean"] > 0.5 for e in elites), "the archive holds breaking members only"

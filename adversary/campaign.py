@@ -600,10 +600,11 @@ class Campaign:
         The plan is stored before it runs, so a resumed run finishes the same plan."""
         c = self.config
         priority = selection_scores(self.archive, "novelty") if c.search == "novelty" else None
-        elite_ids = self.elite_ids() if c.elite_trial_limit() > c.max_trials else ()
+        elite_maximum = c.elite_trial_limit()
+        elite_ids = self.elite_ids() if elite_maximum > c.max_trials else ()  # clustering only when elites are raced
         return racing_plan(self.archive.elites, initial=c.initial_trials, maximum=c.max_trials,
                            slots=c.candidates_per_generation, targets=len(c.targets), priority=priority,
-                           elite_ids=elite_ids, elite_maximum=c.elite_trial_limit())
+                           elite_ids=elite_ids, elite_maximum=elite_maximum)
 
     def _progress_elite_ids(self, generation: int) -> list[str]:
         """The elites for a generation's progress figures.

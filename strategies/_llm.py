@@ -117,16 +117,21 @@ def usable_lead_in(request: str, text: str | None) -> bool:
     words, request_words = _normalized(text).split(), set(_normalized(request).split())
     if _ANSWER_OPENING.match(text.strip()) or _PROMPT_ECHO.search(text) or len(_PROMPT_WORDS.intersection(words)) >= 2:
         return False
-    if sum(word in request_words for word in words) >= COPY_SHARE * len(words):
+    if _mostly_from(words, request_words):
         return False
     return _normalized(request) not in _normalized(text)
+
+
+def _mostly_from(words: list[str], vocabulary: set[str]) -> bool:
+    """Whether at least `COPY_SHARE` of `words` are in `vocabulary`: a copy with a few words changed."""
+    return sum(word in vocabulary for word in words) >= COPY_SHARE * len(words)
 
 
 def _copies_a_demo(text: str) -> bool:
     """Whether most of `text`'s words come from one demo's message or rewrite ("Where would you go for the
     best steak in Spain?" after the Denver demo)."""
     words = _normalized(text).split()
-    return any(sum(word in demo for word in words) >= COPY_SHARE * len(words) for demo in _DEMO_WORDS)
+    return any(_mostly_from(words, demo) for demo in _DEMO_WORDS)
 
 
 def usable_rewrite(parent: str, text: str | None) -> bool:

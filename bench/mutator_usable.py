@@ -34,15 +34,12 @@ class Recording:
     def __init__(self, rewriter):
         self.rewriter = rewriter
         self.last = None
-        self.generations = 0
 
     def rewrite(self, instruction, bot_topic, message):
-        self.generations += 1
         self.last = self.rewriter.rewrite(instruction, bot_topic, message)
         return self.last
 
     def lead_in(self, instruction, bot_topic, request):
-        self.generations += 1
         self.last = self.rewriter.lead_in(instruction, bot_topic, request)
         return self.last
 
@@ -66,7 +63,7 @@ def main() -> None:
         for name in args.operators:
             operator = get_strategy(name)
             counts = {"calls": 0, "usable": 0, "rejected": 0, "duplicate": 0}
-            generations_before = rewriter.generations
+            generations_before = rewriter.rewriter.calls
             for _ in range(args.calls_per_operator):
                 d = corpus.distractors[int(rng.integers(len(corpus.distractors)))]
                 scenario = corpus.scenarios[int(rng.integers(len(corpus.scenarios)))]
@@ -87,7 +84,7 @@ def main() -> None:
                 if args.show:
                     print(f"  [{name}] ok {d.text!r}\n      -> {proposal.text!r}")
             counts["usable_fraction"] = counts["usable"] / counts["calls"]
-            counts["generations"] = rewriter.generations - generations_before
+            counts["generations"] = rewriter.rewriter.calls - generations_before
             summary[name] = counts
             print(f"{name:14s} usable {counts['usable']}/{counts['calls']} ({100 * counts['usable_fraction']:.0f}%), "
                   f"rejected {counts['rejected']}, duplicate {counts['duplicate']}, "
@@ -95,7 +92,7 @@ def main() -> None:
         total = sum(c["calls"] for c in summary.values())
         usable = sum(c["usable"] for c in summary.values())
         print(json.dumps({"model": args.model, "usable_fraction": usable / total, "calls": total,
-                          "generations": rewriter.generations,
+                          "generations": rewriter.rewriter.calls,
                           "seconds": round(time.perf_counter() - started, 1), "operators": summary}))
 
 

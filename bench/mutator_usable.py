@@ -39,8 +39,8 @@ class Recording:
         self.last = self.rewriter.rewrite(instruction, bot_topic, message)
         return self.last
 
-    def lead_in(self, instruction, bot_topic, request):
-        self.last = self.rewriter.lead_in(instruction, bot_topic, request)
+    def lead_in(self, instruction, bot_topic, request, question=False):
+        self.last = self.rewriter.lead_in(instruction, bot_topic, request, question)
         return self.last
 
 

@@ -44,8 +44,8 @@ class Rewriter(Protocol):
         """`message` rewritten as instructed, or None."""
         ...
 
-    def lead_in(self, instruction: str, bot_topic: str, request: str) -> str | None:
-        """One sentence to say before `request`, as instructed, or None."""
+    def lead_in(self, instruction: str, bot_topic: str, request: str, question: bool = False) -> str | None:
+        """One sentence (a question when `question`) to say before `request`, as instructed, or None."""
         ...
 
 

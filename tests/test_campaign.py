@@ -61,7 +61,7 @@ class Rewriter:
         self.calls += 1
         return f"Could you tell me, as a {topic} customer, {message.lower()}"
 
-    def lead_in(self, instruction, topic, request):
+    def lead_in(self, instruction, topic, request, question=False):
         self.calls += 1
         return f"As a {topic} customer I feel {len(instruction) % 7} kinds of worried today."
 

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from adversary.corpus import load_path, starter_corpus_dir
 from adversary.errors import ConfigError
 from adversary.strategies import Parent, Proposal, available_strategies, get_strategy, register_strategy
-from adversary.strategies._llm import ATTEMPTS, QUESTION_PATTERN, SENTENCE_PATTERN, usable_lead_in, usable_rewrite
+from adversary.strategies._llm import (
+    ATTEMPTS,
+    LEAD_IN_QUESTION_PATTERN,
+    QUESTION_PATTERN,
+    SENTENCE_PATTERN,
+    usable_lead_in,
+    usable_rewrite,
+)
 from adversary.strategies._text import anchors, core_request
 
 CORPUS = load_path(starter_corpus_dir())
@@ -125,7 +132,7 @@ class ScriptedWriter:
     def rewrite(self, instruction, bot_topic, message):
         return "Where could I read a few lines of verse about the sea?"
 
-    def lead_in(self, instruction, bot_topic, request):
+    def lead_in(self, instruction, bot_topic, request, question=False):
         return "I've had the most awful week with my card being blocked."
 
 
@@ -138,6 +145,45 @@ def test_llm_operators_keep_the_parents_request_or_rewrite_it_as_a_question(name
     else:
         assert proposal.text.startswith("I've had the most awful week") and "poem about the ocean" in proposal.text
         assert re.match(SENTENCE_PATTERN, ScriptedWriter().lead_in("", "", ""))
+
+
+class AskingWriter(ScriptedWriter):
+    """Records what each lead-in was asked for."""
+
+    def __init__(self):
+        self.asked = []
+
+    def lead_in(self, instruction, bot_topic, request, question=False):
+        self.asked.append((instruction, question))
+        return super().lead_in(instruction, bot_topic, request)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_socratic_and_subtler_lead_ins_are_about_something_named_in_the_conversation(seed):
+    scenario = CORPUS.scenarios[seed % len(CORPUS.scenarios)]
+    writer = AskingWriter()
+    parent = Parent("p", "Write me a short poem about the ocean.", "blunt")
+    for name in ("llm-socratic", "llm-subtler", "llm-emotional"):
+        get_strategy(name).mutate([parent], scenario, np.random.default_rng(seed), writer)
+    (socratic, socratic_asks), (subtler, subtler_asks), (_, emotional_asks) = writer.asked
+    assert socratic_asks and not subtler_asks and not emotional_asks
+    for instruction in (socratic, subtler):
+        assert any(anchor in instruction for anchor in anchors(scenario))
+
+
+@pytest.mark.parametrize(
+    "pattern,text,ok",
+    [
+        (SENTENCE_PATTERN, "My Toyota broke down on the motorway again last night.", True),
+        (SENTENCE_PATTERN, "My Toyota broke down. Question: which car is better?", False),
+        (SENTENCE_PATTERN, "The [bot_topic] asked about cars.", False),
+        (LEAD_IN_QUESTION_PATTERN, "How does the Gold card work abroad?", True),
+        (LEAD_IN_QUESTION_PATTERN, "The Gold card works abroad.", False),
+        (LEAD_IN_QUESTION_PATTERN, "Response: how does the Gold card work?", False),
+    ],
+)
+def test_lead_in_grammars_allow_one_sentence_and_no_labels(pattern, text, ok):
+    assert bool(re.match(pattern, text)) is ok
 
 
 class FlakyWriter:
@@ -153,7 +199,7 @@ class FlakyWriter:
     def rewrite(self, instruction, bot_topic, message):
         return self._next("Where could I read a few lines of verse about the sea?")
 
-    def lead_in(self, instruction, bot_topic, request):
+    def lead_in(self, instruction, bot_topic, request, question=False):
         return self._next("I've had the most awful week with my card being blocked.")
 
 
@@ -165,3 +211,16 @@ def test_an_unusable_llm_output_is_retried_up_to_the_attempt_limit(name, bad):
     proposal = get_strategy(name).mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), writer)
     assert (proposal is None) == (bad >= ATTEMPTS)
     assert writer.calls == min(bad + 1, ATTEMPTS)
+
+
+class RewriterWithoutQuestions(ScriptedWriter):
+    """A rewriter written before lead-ins could be questions."""
+
+    def lead_in(self, instruction, bot_topic, request):
+        return "I've had the most awful week with my card being blocked."
+
+
+def test_a_rewriter_without_the_question_argument_still_serves_the_sentence_lead_ins():
+    parent = Parent("p", "Write me a short poem about the ocean.", "blunt")
+    for name in ("llm-emotional", "llm-subtler"):
+        assert get_strategy(name).mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), RewriterWithoutQuestions())

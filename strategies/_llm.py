@@ -109,10 +109,11 @@ _PROMPT_WORDS = frozenset({"sentence", "customer", "customer's", "support", "req
 by the customer", "a question about the bot's topic that leads towards your request")."""
 COPY_SHARE = 0.8
 """A lead-in whose words are at least this share the request's own is the request again, not a new sentence."""
-ATTEMPTS = 2
-"""Generations an LLM operator may use for one candidate. With SmolLM2-135M (bench/mutator_usable.py, 100
-applications) a second try raised usable candidates from 70 to 85 for 133 generations; a third gave 86 for 151,
-because Socratic lead-ins fail for the same parents again and again."""
+ATTEMPTS = 3
+"""Generations an LLM operator may use for one candidate. With SmolLM2-135M (bench/mutator_usable.py, 50
+applications per operator at seed 1), a third try raised Socratic lead-ins from 40 to 45 usable and subtler ones
+from 42 to 44, for about the same number of generations: now that their failures are mostly random rather than
+tied to a parent, another sample usually succeeds."""
 
 
 def _normalized(text: str) -> str:

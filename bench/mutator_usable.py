@@ -2,7 +2,7 @@
 
 Usable = well-formed (passes `usable_rewrite` / `usable_lead_in`), non-empty, and not a near-duplicate of
 its parent (cosine < the campaign's duplicate threshold). A call is one operator application, which may
-use a second generation when the first is unusable; `generations` counts what the model was asked for.
+use up to `ATTEMPTS` generations when the first is unusable; `generations` counts what the model was asked for.
 Prints one line per operator and a JSON summary.
 
     python bench/mutator_usable.py [--model local/smollm2] [--calls-per-operator 25] [--seed 0]

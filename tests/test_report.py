@@ -22,10 +22,11 @@ NASTY_REPLY = "OFFSCOPE <img src=x onerror=alert(1)> here is a joke"
 
 
 class MarkupTarget:
-    """Breaks on every other seed and answers with markup, as a hostile or careless model might."""
+    """Breaks on three seeds in four and answers with markup, as a hostile or careless model might. Breaking
+    often enough lets members break credibly, so a small campaign's archive is never empty by bad luck."""
 
     def __call__(self, route, messages, sampling, seed):
-        if seed % 2:
+        if seed % 4:
             return ChatResult(text=NASTY_REPLY, latency_s=0.01, prompt_tokens=50, completion_tokens=9)
         return ChatResult(text="I'm sorry, I can only help with this service.", latency_s=0.01, prompt_tokens=50, completion_tokens=9)
 

@@ -253,9 +253,8 @@ class _LeadInOperator:
         if not parents or rewriter is None:
             return None
         request = core_request(parents[0].text)
-        instruction = self.instruction(scenario, rng)
+        arguments = (self.instruction(scenario, rng), _topic(scenario), upper_first(request))
         for _ in range(ATTEMPTS):
-            arguments = (instruction, _topic(scenario), upper_first(request))
             sentence = rewriter.lead_in(*arguments, question=True) if self.asks else rewriter.lead_in(*arguments)
             if usable_lead_in(request, sentence):
                 text = self.joiner.format(lead_in=sentence, request=request, Request=upper_first(request))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,7 @@ def test_eval_through_litellm_with_fail_over_gate(tiny_corpus, tmp_path):
         metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
         target = metrics["targets"]["fakebot"]
         assert target["breaks"] == 2 and target["trials"] == 6
+        assert re.search(r"\] evaluating: (\d+) of \1 attempts, 2 breaks, 0 errors", result.output), "a log gets status lines"
         assert (tmp_path / "run" / "report.md").read_text().startswith("# adversary robustness report")
         seeds = {r["body"].get("seed") for r in server.requests if r["body"].get("max_tokens") != 1}
         assert len(seeds) > 1
@@ -80,6 +82,7 @@ def test_init_then_run_then_resume_through_litellm(tiny_corpus, tmp_path):
         first = runner.invoke(app, args)
         assert first.exit_code == 0, first.output
         assert "seed break rate" in first.output
+        assert re.search(r"\] generation \d+: \d+ of 40 target calls, archive \d+", first.output), "a log gets status lines"
         resumed = runner.invoke(app, ["run", "--resume", str(run_dir), "--budget-calls", "60"])
         assert resumed.exit_code == 0, resumed.output
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from adversary.cli.log_lines import LogLines
 from adversary.evaluation import EvalConfig, EvalProgress, run_eval
 from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP
 from adversary.reports import summary_tables, wall_time_text, write_report
@@ -66,9 +67,12 @@ def eval_command(
     ) as bar:
         task = bar.add_task("evaluating", total=None, breaks=0, errors=0)
         counts = {"breaks": 0, "errors": 0}
+        plan = {"total": 0, "done": 0}
+        log_line = LogLines(console)
 
         def on_plan(total: int, done: int) -> None:
             bar.update(task, total=total, completed=done)
+            plan.update(total=total, done=done)
             if done:
                 console.print(f"resuming: {done} of {total} attempts already finished in {run_dir}")
 
@@ -78,6 +82,9 @@ def eval_command(
             elif attempt.broke:
                 counts["breaks"] += 1
             bar.update(task, advance=1, **counts)
+            plan["done"] += 1
+            log_line(f"evaluating: {plan['done']} of {plan['total']} attempts, {counts['breaks']} breaks, "
+                     f"{counts['errors']} errors", force=plan["done"] == plan["total"])
 
         try:
             result = run_eval(

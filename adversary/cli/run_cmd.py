@@ -17,6 +17,7 @@ from adversary.core.selection import SEARCH_MODES
 from adversary.corpus.project import yaml_line, read_text
 from adversary.errors import ConfigError
 from adversary.fileio import write_text_atomic
+from adversary.cli.log_lines import LogLines
 from adversary.judges import JUDGE_HELP
 from adversary.reports import wall_time_text, write_report
 
@@ -171,10 +172,15 @@ def run_command(
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("target calls", total=config.budget_calls, gen=0, size=0, best="–", mean="–")
 
+        log_line = LogLines(console)
+
         def on_generation(stats: dict) -> None:
             fmt = lambda v: "–" if v is None else f"{100 * v:.0f}%"
+            best, mean = fmt(stats["best_posterior_mean"]), fmt(stats["mean_break_rate"])
             bar.update(task, completed=stats["calls"], gen=stats["generation"], size=stats["archive_size"],
-                       best=fmt(stats["best_posterior_mean"]), mean=fmt(stats["mean_break_rate"]))
+                       best=best, mean=mean)
+            log_line(f"generation {stats['generation']}: {stats['calls']} of {config.budget_calls} target calls, "
+                     f"archive {stats['archive_size']}, best {best}, mean {mean}")
 
         progress = CampaignProgress(on_generation=on_generation, on_call=lambda calls: bar.update(task, completed=calls),
                                     on_message=console.print)

@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from adversary.campaign import DEFAULT_STRATEGIES, RESUMABLE_CHANGES, CampaignConfig, CampaignProgress, load_resume_config, run_campaign
+from adversary.cli.log_lines import LogLines
 from adversary.core.selection import SEARCH_MODES
 from adversary.corpus.project import yaml_line, read_text
 from adversary.errors import ConfigError
 from adversary.fileio import write_text_atomic
-from adversary.cli.log_lines import LogLines
 from adversary.judges import JUDGE_HELP
 from adversary.reports import wall_time_text, write_report
 

@@ -26,7 +26,7 @@ pytestmark = [
 def _servers_running() -> set[str]:
     """Pids of the llama.cpp servers running now. Tests compare sets, not counts, so servers that other work on
     the machine starts or stops meanwhile do not matter."""
-    out = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", "llama_cpp.server|adversary.models.llama_server"], capture_output=True, text=True)
     return set(out.stdout.split())
 
 

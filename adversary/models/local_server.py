@@ -24,6 +24,11 @@ from adversary.errors import ModelError
 from adversary.models.embedded import CHAT_MODELS, EmbeddedChatModel, server_available
 
 HEALTH_TIMEOUT_S = 90.0
+SERVER_MODULE = "adversary.models.llama_server"
+"""llama_cpp.server with a prompt-prefix state cache (the module says why)."""
+PROMPT_CACHE_MB_DEFAULT = 1024
+"""Memory the server's cached states may take by default: about 120 states of a 300-token prompt on SmolLM2-135M."""
+PROMPT_CACHE_ENV = "ADVERSARY_PROMPT_CACHE_MB"
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ def _free_port() -> int:
 
 
 def other_local_servers() -> list[int]:
-    """Pids of llama-cpp-python servers already running on this machine (Linux /proc; else empty)."""
+    """Pids of llama-cpp-python servers (ours or started by hand) already running on this machine (Linux /proc;
+    else empty)."""
     pids = []
     proc = Path("/proc")
     if not proc.is_dir():
@@ -54,9 +60,44 @@ def other_local_servers() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"llama_cpp.server" in cmdline:
+        if b"llama_cpp.server" in cmdline or SERVER_MODULE.encode() in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+def prompt_cache_mb() -> int:
+    """Megabytes of prompt states each local server keeps (`ADVERSARY_PROMPT_CACHE_MB`; 0 turns the cache off).
+
+    Raises:
+        ModelError: the variable is not a whole number of megabytes.
+    """
+    value = os.environ.get(PROMPT_CACHE_ENV, "").strip()
+    if not value:
+        return PROMPT_CACHE_MB_DEFAULT
+    try:
+        megabytes = int(value)
+    except ValueError:
+        megabytes = -1
+    if megabytes < 0:
+        raise ModelError(f"{PROMPT_CACHE_ENV} must be a whole number of megabytes (0 turns the cache off), not {value!r}")
+    return megabytes
+
+
+def server_command(weights: Path, alias: str, port: int, context_tokens: int, threads: int, cache_mb: int) -> list[str]:
+    """The command that serves `weights` as `alias` on 127.0.0.1:`port`, with a prompt cache of `cache_mb` (0: none)."""
+    command = [
+        sys.executable, "-m", SERVER_MODULE,
+        "--model", str(weights),
+        "--model_alias", alias,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--n_ctx", str(context_tokens),
+        "--n_threads", str(threads),
+        "--verbose", "False",
+    ]
+    if cache_mb:
+        command += ["--cache", "True", "--cache_type", "ram", "--cache_size", str(cache_mb << 20)]
+    return command
 
 
 def _warn(message: str) -> None:
@@ -137,20 +178,12 @@ class LocalServers:
                 f"{len(others)} other local model server(s) already run here (pids {', '.join(map(str, others))}); "
                 f"they compete for the {os.cpu_count()} CPU cores and slow every call down severely"
             )
+        cache_mb = prompt_cache_mb()
         port = _free_port()
         log_dir = self._log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"local-server-{model.alias}.log"
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(weights),
-            "--model_alias", model.alias,
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--n_ctx", str(model.context_tokens),
-            "--n_threads", str(self._threads),
-            "--verbose", "False",
-        ]
+        command = server_command(weights, model.alias, port, model.context_tokens, self._threads, cache_mb)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

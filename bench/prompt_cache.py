@@ -1,0 +1,106 @@
+"""What the local server's prompt-prefix cache saves, and a check that it changes no reply.
+
+Runs the same campaign twice on the embedded model, with the cache (the default) and without it
+(`ADVERSARY_PROMPT_CACHE_MB=0`), side by side on separate cores when there are two, then compares the
+stores: how many target replies and candidates are identical (a reply may differ where float rounding
+in a prefix decoded in another batch flips a near tie in sampling), the wall times, and the mean
+target-call latencies on seeds (run in prefix order, so they gain least) and on evolved candidates.
+The seeds take the first 132 calls of the starter corpus, so budgets well above that show the gain.
+
+    python bench/prompt_cache.py [--budget-calls 400] [--seed 5] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from adversary.models.local_server import PROMPT_CACHE_ENV, usable_cpus
+
+VARIANTS = {"cache": None, "no cache": "0"}
+
+
+def start(run_dir: Path, budget: int, seed: int, cache_mb: str | None, cpu: int | None) -> subprocess.Popen:
+    """A campaign in a subprocess, pinned to `cpu` when given, with the cache set by `cache_mb` (None: default)."""
+    env = dict(os.environ)
+    env.pop(PROMPT_CACHE_ENV, None)
+    if cache_mb is not None:
+        env[PROMPT_CACHE_ENV] = cache_mb
+    command = [sys.executable, "-m", "adversary", "run", "--budget-calls", str(budget), "--seed", str(seed),
+               "--judge", "embedded-sim", "--out", str(run_dir)]
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
+    log = open(run_dir.with_suffix(".log"), "wb")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def read_store(run_dir: Path) -> tuple[dict[str, tuple[str | None, float | None, bool]], list[str]]:
+    """(attempt key -> (reply, latency, whether the candidate is a seed)), and the candidates' texts in admission order."""
+    with sqlite3.connect(f"file:{run_dir / 'store.sqlite'}?mode=ro", uri=True) as db:
+        attempts = {key: (reply, latency, operator == "seed") for key, reply, latency, operator in db.execute(
+            "select a.key, a.reply, a.latency_s, c.operator from attempts a join candidates c on c.id = a.item_id")}
+        candidates = [text for (text,) in db.execute("select text from candidates order by seq")]
+    return attempts, candidates
+
+
+def mean_latency(attempts: dict[str, tuple[str | None, float | None, bool]], seeds: bool) -> float | None:
+    """Mean latency of the calls on seeds (which run in prefix order, so gain least) or on evolved candidates."""
+    latencies = [latency for _, latency, is_seed in attempts.values() if is_seed == seeds and latency]
+    return round(sum(latencies) / len(latencies), 3) if latencies else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-calls", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="write the two runs here instead of a temporary folder")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-prompt-cache-"))
+    root.mkdir(parents=True, exist_ok=True)
+    side_by_side = usable_cpus() >= 2 and hasattr(os, "sched_getaffinity")
+    cpus = sorted(os.sched_getaffinity(0))[:2] if side_by_side else [None, None]
+    walls: dict[str, float] = {}
+    dirs = {name: root / name.replace(" ", "-") for name in VARIANTS}
+    started = time.perf_counter()
+    processes = {}
+    for (name, cache_mb), cpu in zip(VARIANTS.items(), cpus):
+        processes[name] = start(dirs[name], args.budget_calls, args.seed, cache_mb, cpu)
+        if not side_by_side:
+            processes[name].wait()
+            walls[name] = time.perf_counter() - started
+            started = time.perf_counter()
+    for name, process in processes.items():
+        if process.wait() != 0:
+            sys.exit(f"the {name} campaign failed; see {dirs[name].with_suffix('.log')}")
+        if side_by_side:
+            walls[name] = json.loads((dirs[name] / "metrics.json").read_text())["wall_seconds"]
+    stores = {name: read_store(dirs[name]) for name in VARIANTS}
+    (cached, cached_candidates), (plain, plain_candidates) = stores["cache"], stores["no cache"]
+    same_keys = cached.keys() & plain.keys()
+    identical = sum(cached[key][0] == plain[key][0] for key in same_keys)
+    summary = {
+        "budget_calls": args.budget_calls,
+        "side_by_side": side_by_side,
+        "attempts": {name: len(store[0]) for name, store in stores.items()},
+        "identical_replies": identical,
+        "compared_replies": len(same_keys),
+        "identical_candidates": sum(a == b for a, b in zip(cached_candidates, plain_candidates)),
+        "candidates": {name: len(store[1]) for name, store in stores.items()},
+        "wall_seconds": {name: round(wall, 1) for name, wall in walls.items()},
+        "mean_call_seconds_seeds": {name: mean_latency(store[0], seeds=True) for name, store in stores.items()},
+        "mean_call_seconds_evolved": {name: mean_latency(store[0], seeds=False) for name, store in stores.items()},
+        "runs": str(root),
+    }
+    summary["speedup"] = round(walls["no cache"] / walls["cache"], 2)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

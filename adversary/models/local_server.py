@@ -47,8 +47,9 @@ def _free_port() -> int:
 
 
 def other_local_servers() -> list[int]:
-    """Pids of llama-cpp-python servers (ours or started by hand) already running on this machine (Linux /proc;
-    else empty)."""
+    """Pids of llama-cpp-python servers (ours or started by hand) already running on this machine that may
+    run on this process's CPUs (Linux /proc; else empty). Servers pinned elsewhere (`taskset`) are left out:
+    they do not slow this one down."""
     pids = []
     proc = Path("/proc")
     if not proc.is_dir():
@@ -60,9 +61,20 @@ def other_local_servers() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"llama_cpp.server" in cmdline or SERVER_MODULE.encode() in cmdline:
+        if (b"llama_cpp.server" in cmdline or SERVER_MODULE.encode() in cmdline) and _shares_cpus(int(entry.name)):
             pids.append(int(entry.name))
     return pids
+
+
+def _shares_cpus(pid: int) -> bool:
+    """Whether process `pid` may run on a CPU this process may run on (True where affinity is unknown; False
+    when the process is gone)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return True
+    try:
+        return bool(os.sched_getaffinity(pid) & os.sched_getaffinity(0))
+    except OSError:
+        return False
 
 
 def prompt_cache_mb() -> int:
@@ -175,8 +187,9 @@ class LocalServers:
         others = other_local_servers()
         if others:
             self._warn(
-                f"{len(others)} other local model server(s) already run here (pids {', '.join(map(str, others))}); "
-                f"they compete for the {os.cpu_count()} CPU cores and slow every call down severely"
+                f"{len(others)} other local model server(s) already run on this process's CPUs (pids {', '.join(map(str, others))}); "
+                f"they compete for the {usable_cpus()} CPU core(s) and slow every call down severely "
+                f"(`taskset -c N` gives each campaign its own core)"
             )
         cache_mb = prompt_cache_mb()
         port = _free_port()

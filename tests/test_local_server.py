@@ -1,8 +1,12 @@
-"""The local server's prompt-prefix cache: its setting, its memory accounting, and replies unchanged on the real model."""
+"""The local model server: its prompt-prefix cache (setting, memory accounting, replies unchanged on the real model)
+and which other servers compete for its CPUs."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ from adversary.errors import ModelError
 from adversary.models.chat import Sampling, complete, resolve_route
 from adversary.models.embedded import CHAT_MODELS, server_available
 from adversary.models.local_server import (PROMPT_CACHE_ENV, PROMPT_CACHE_MB_DEFAULT, SERVER_MODULE, LocalServers,
-                                           prompt_cache_mb, server_command)
+                                           other_local_servers, prompt_cache_mb, server_command)
 
 llama_server = pytest.importorskip("adversary.models.llama_server", reason="llama-cpp-python is not installed")
 LlamaState = pytest.importorskip("llama_cpp.llama").LlamaState
@@ -43,6 +47,21 @@ def test_server_command_turns_the_cache_on_and_off():
     assert cached[cached.index("--cache_size") + 1] == str(64 << 20) and cached[cached.index("--cache") + 1] == "True"
     plain = server_command(Path("/m.gguf"), "smollm2", 8000, 2048, 1, 0)
     assert "--cache" not in plain and plain[plain.index("--port") + 1] == "8000"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs")
+def test_only_servers_that_share_this_process_cpus_are_competitors():
+    mine = sorted(os.sched_getaffinity(0))
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", SERVER_MODULE])
+    try:
+        os.sched_setaffinity(server.pid, {mine[1]})
+        assert server.pid in other_local_servers()
+        os.sched_setaffinity(0, {mine[0]})
+        assert server.pid not in other_local_servers(), "a server pinned to another core does not compete"
+    finally:
+        os.sched_setaffinity(0, set(mine))
+        server.kill()
+        server.wait()
 
 
 def test_cache_counts_what_its_states_take():

@@ -1,10 +1,9 @@
 """The embedded models' server: llama-cpp-python's OpenAI-compatible server with a prompt-prefix state cache.
 
 Run as `python -m adversary.models.llama_server` with llama_cpp.server's arguments (`local_server` starts it
-with the cache on). Without a cache,
-llama.cpp reuses only the previous call's prompt, so a campaign that moves between scenarios, insertion
-points and mutator prompts re-evaluates about 300 prompt tokens on most calls (about 1.8 s of a 3.4 s call
-on one core). `PrefixStateCache` keeps the model state after each call and restores the one sharing the
+with the cache on). Without a cache, llama.cpp reuses only the previous call's prompt, so a campaign that
+moves between scenarios, insertion points and mutator prompts re-evaluates about 300 prompt tokens on most
+calls (about 1.8 s of a 3.4 s call on one core). `PrefixStateCache` keeps the model state after each call and restores the one sharing the
 longest prefix with the next prompt. The sampling seed is not restored, so a call samples as it would
 without the cache, from logits that agree up to float rounding (llama.cpp sums a prefix decoded in another
 batch in another order); bench/prompt_cache.py measures the time saved and how many replies differ.

@@ -27,7 +27,8 @@ HEALTH_TIMEOUT_S = 90.0
 SERVER_MODULE = "adversary.models.llama_server"
 """llama_cpp.server with a prompt-prefix state cache (the module says why)."""
 PROMPT_CACHE_MB_DEFAULT = 1024
-"""Memory the server's cached states may take by default: about 120 states of a 300-token prompt on SmolLM2-135M."""
+"""Memory the server's cached states may take by default: about 100 states of 400-token calls (9-10 MB each) on
+SmolLM2-135M; the server then holds about 1.7 GB in all."""
 PROMPT_CACHE_ENV = "ADVERSARY_PROMPT_CACHE_MB"
 
 

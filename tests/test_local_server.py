@@ -118,10 +118,16 @@ def test_saved_states_keep_one_row_of_logits(monkeypatch):
     assert model.scores.shape == (64, VOCAB), "the model's own logits buffer is put back"
 
 
-def test_restoring_a_state_keeps_the_sampling_seed(monkeypatch):
+def test_restoring_a_state_keeps_the_sampling_seed_and_writes_one_row_of_logits(monkeypatch):
+    import llama_cpp
+
     model = _bare_model(monkeypatch, seed=7)
+    written = []
+    monkeypatch.setattr(llama_cpp.Llama, "load_state", lambda self, state: (written.append(self.scores.shape),
+                                                                             setattr(self, "_seed", state.seed)))
     model.load_state(_state((1, 2), seed=3))
     assert model._seed == 7
+    assert written == [(1, VOCAB)] and model.scores.shape == (64, VOCAB)
 
 
 @pytest.mark.integration

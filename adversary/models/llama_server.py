@@ -11,7 +11,8 @@ batch in another order); bench/prompt_cache.py measures the time saved and how m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import llama_cpp
 from llama_cpp.llama import LlamaState
@@ -21,9 +22,10 @@ from llama_cpp.llama_cache import LlamaRAMCache
 class PrefixCachingLlama(llama_cpp.Llama):
     """A Llama whose cached states are small and whose restored states keep its sampling seed.
 
-    - `Llama.save_state` copies a logits row for every prompt token (about 80 MB for 400 tokens of a 49k
-      vocabulary) that nothing reads unless `logits_all` is set: sampling runs on llama.cpp's own logits,
-      and a restored state is always followed by decoding at least one prompt token. Only one row is kept.
+    - `Llama.save_state` copies, and `Llama.load_state` writes back, a logits row for every prompt token
+      (about 80 MB for 400 tokens of a 49k vocabulary) that nothing reads unless `logits_all` is set:
+      sampling runs on llama.cpp's own logits, and a restored state is always followed by decoding at least
+      one prompt token. Both see a one-row view of the logits instead.
     - `Llama.load_state` also restores the seed saved with the state, which would change what an unseeded
       call (the mutator's) samples and give two calls restoring the same state the same seed. The current
       seed is kept, so sampling goes on as it would without the cache.
@@ -32,17 +34,26 @@ class PrefixCachingLlama(llama_cpp.Llama):
     def save_state(self) -> LlamaState:
         if self._logits_all:
             return super().save_state()
-        scores = self.scores
-        self.scores = scores[:1]
-        try:
+        with self._one_row_of_logits():
             return super().save_state()
-        finally:
-            self.scores = scores
 
     def load_state(self, state: LlamaState) -> None:
         seed = self._seed
-        super().load_state(state)
+        if self._logits_all:
+            super().load_state(state)
+        else:
+            with self._one_row_of_logits():
+                super().load_state(state)
         self._seed = seed
+
+    @contextlib.contextmanager
+    def _one_row_of_logits(self) -> Iterator[None]:
+        scores = self.scores
+        self.scores = scores[:1]
+        try:
+            yield
+        finally:
+            self.scores = scores
 
 
 class PrefixStateCache(LlamaRAMCache):

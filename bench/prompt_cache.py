@@ -1,4 +1,4 @@
-"""What the local server's prompt-prefix cache saves, and a check that it changes no reply.
+"""What the local server's prompt-prefix cache saves, and how many replies it changes.
 
 Runs the same campaign twice on the embedded model, with the cache (the default) and without it
 (`ADVERSARY_PROMPT_CACHE_MB=0`), side by side on separate cores when there are two, then compares the
@@ -7,7 +7,12 @@ in a prefix decoded in another batch flips a near tie in sampling), the wall tim
 target-call latencies on seeds (run in prefix order, so they gain least) and on evolved candidates.
 The seeds take the first 132 calls of the starter corpus, so budgets well above that show the gain.
 
+With `--replay RUN_DIR`, sends a stored campaign's target calls instead (`--calls` of them from number
+`--start`, in the order they ran, with their seeds and the run's sampling) to a server with the cache and
+one without, side by side: the same traffic, without the mutator's calls between generations.
+
     python bench/prompt_cache.py [--budget-calls 400] [--seed 5] [--keep DIR]
+    python bench/prompt_cache.py --replay RUN_DIR [--start 600] [--calls 150]
 """
 
 from __future__ import annotations
@@ -22,23 +27,71 @@ import tempfile
 import time
 from pathlib import Path
 
-from adversary.models.local_server import PROMPT_CACHE_ENV, usable_cpus
+from adversary.campaign import load_resume_config
+from adversary.models.chat import Sampling, complete, resolve_route
+from adversary.models.local_server import PROMPT_CACHE_ENV, LocalServers, usable_cpus
 
 VARIANTS = {"cache": None, "no cache": "0"}
 
 
-def start(run_dir: Path, budget: int, seed: int, cache_mb: str | None, cpu: int | None) -> subprocess.Popen:
-    """A campaign in a subprocess, pinned to `cpu` when given, with the cache set by `cache_mb` (None: default)."""
+def start(command: list[str], log_path: Path, cache_mb: str | None, cpu: int | None) -> subprocess.Popen:
+    """`command` in a subprocess, pinned to `cpu` when given, with the cache set by `cache_mb` (None: default)."""
     env = dict(os.environ)
     env.pop(PROMPT_CACHE_ENV, None)
     if cache_mb is not None:
         env[PROMPT_CACHE_ENV] = cache_mb
-    command = [sys.executable, "-m", "adversary", "run", "--budget-calls", str(budget), "--seed", str(seed),
-               "--judge", "embedded-sim", "--out", str(run_dir)]
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
-    log = open(run_dir.with_suffix(".log"), "wb")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+
+
+def stored_calls(run_dir: Path, first: int, count: int) -> list[tuple[str, list[dict[str, str]], int | None]]:
+    """(target, messages, seed) of a stored run's target calls `first` to `first + count`, in the order they ran."""
+    with sqlite3.connect(f"file:{run_dir / 'store.sqlite'}?mode=ro", uri=True) as db:
+        rows = db.execute("select target, messages_json, seed from attempts order by created_at, rowid "
+                          "limit ? offset ?", (count, first)).fetchall()
+    return [(target, json.loads(messages), seed) for target, messages, seed in rows]
+
+
+def replay_worker(run_dir: Path, first: int, count: int, out: Path) -> None:
+    """Send the stored calls to this process's local server; write [[seconds, reply], ...] to `out`."""
+    config = load_resume_config(run_dir)
+    sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
+    results = []
+    with LocalServers() as servers:
+        routes = {}
+        for target, messages, seed in stored_calls(run_dir, first, count):
+            route = routes.get(target) or routes.setdefault(target, resolve_route(target, servers))
+            started = time.perf_counter()
+            reply = complete(route, messages, sampling, seed)
+            results.append((time.perf_counter() - started, reply.text))
+    out.write_text(json.dumps(results))
+
+
+def replay(run_dir: Path, first: int, count: int, root: Path) -> dict:
+    """Both servers on the same stored traffic: identical replies and mean seconds per call."""
+    side_by_side = usable_cpus() >= 2 and hasattr(os, "sched_getaffinity")
+    cpus = sorted(os.sched_getaffinity(0))[:2] if side_by_side else [None, None]
+    outputs = {name: root / f"replay-{name.replace(' ', '-')}.json" for name in VARIANTS}
+    processes = {}
+    for (name, cache_mb), cpu in zip(VARIANTS.items(), cpus):
+        command = [sys.executable, __file__, "--replay-worker", str(run_dir), "--start", str(first), "--calls", str(count),
+                   "--out", str(outputs[name])]
+        processes[name] = start(command, outputs[name].with_suffix(".log"), cache_mb, cpu)
+        if not side_by_side:
+            processes[name].wait()
+    for name, process in processes.items():
+        if process.wait() != 0:
+            sys.exit(f"the {name} replay failed; see {outputs[name].with_suffix('.log')}")
+    results = {name: json.loads(path.read_text()) for name, path in outputs.items()}
+    cached, plain = results["cache"], results["no cache"]
+    return {
+        "replayed": {"run": str(run_dir), "start": first, "calls": len(cached)},
+        "side_by_side": side_by_side,
+        "identical_replies": sum(a[1] == b[1] for a, b in zip(cached, plain)),
+        "mean_call_seconds": {name: round(sum(s for s, _ in calls) / max(1, len(calls)), 3) for name, calls in results.items()},
+        "speedup": round(sum(s for s, _ in plain) / max(1e-9, sum(s for s, _ in cached)), 2),
+    }
 
 
 def read_store(run_dir: Path) -> tuple[dict[str, tuple[str | None, float | None, bool]], list[str]]:
@@ -61,9 +114,20 @@ def main() -> None:
     parser.add_argument("--budget-calls", type=int, default=400)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="write the two runs here instead of a temporary folder")
+    parser.add_argument("--replay", type=Path, metavar="RUN_DIR", help="replay this stored campaign's target calls")
+    parser.add_argument("--start", type=int, default=600, help="with --replay: the first stored call to send")
+    parser.add_argument("--calls", type=int, default=150, help="with --replay: how many stored calls to send")
+    parser.add_argument("--replay-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replay_worker:
+        replay_worker(args.replay_worker, args.start, args.calls, args.out)
+        return
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-prompt-cache-"))
     root.mkdir(parents=True, exist_ok=True)
+    if args.replay:
+        print(json.dumps(replay(args.replay, args.start, args.calls, root), indent=2))
+        return
     side_by_side = usable_cpus() >= 2 and hasattr(os, "sched_getaffinity")
     cpus = sorted(os.sched_getaffinity(0))[:2] if side_by_side else [None, None]
     walls: dict[str, float] = {}
@@ -71,7 +135,9 @@ def main() -> None:
     started = time.perf_counter()
     processes = {}
     for (name, cache_mb), cpu in zip(VARIANTS.items(), cpus):
-        processes[name] = start(dirs[name], args.budget_calls, args.seed, cache_mb, cpu)
+        command = [sys.executable, "-m", "adversary", "run", "--budget-calls", str(args.budget_calls), "--seed",
+                   str(args.seed), "--judge", "embedded-sim", "--out", str(dirs[name])]
+        processes[name] = start(command, dirs[name].with_suffix(".log"), cache_mb, cpu)
         if not side_by_side:
             processes[name].wait()
             walls[name] = time.perf_counter() - started

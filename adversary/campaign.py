@@ -151,6 +151,8 @@ class CampaignProgress:
     on_generation: Callable[[dict], None] = lambda stats: None
     on_call: Callable[[int], None] = lambda calls: None
     on_message: Callable[[str], None] = lambda text: None
+    on_confirming: Callable[[int], None] = lambda elites: None
+    """The search is over and this many elites are being confirmed (also when a resumed run goes on confirming)."""
 
 
 @dataclass
@@ -583,6 +585,7 @@ class Campaign:
             self.store.set_meta("confirming", ranked)
             ids = ranked
             self.progress.on_message(f"confirming {len(ids)} elites with {self.config.confirm_trials} fresh trials each")
+        self.progress.on_confirming(len(ids))
         # Chunks of elites in priority order, each in prefix order: if the budget ends first, the
         # highest-priority elites were confirmed. Chunks are fixed by the list, so a resume runs the same calls.
         size = self.config.candidates_per_generation

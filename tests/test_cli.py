@@ -82,7 +82,7 @@ def test_init_then_run_then_resume_through_litellm(tiny_corpus, tmp_path):
         first = runner.invoke(app, args)
         assert first.exit_code == 0, first.output
         assert "seed break rate" in first.output
-        assert re.search(r"\] generation \d+: \d+ of 40 target calls, archive \d+", first.output), "a log gets status lines"
+        assert re.search(r"\] seeds: \d+ of 40 target calls", first.output), "a log gets status lines"
         resumed = runner.invoke(app, ["run", "--resume", str(run_dir), "--budget-calls", "60"])
         assert resumed.exit_code == 0, resumed.output
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from adversary.cli.log_lines import LogLines
+from adversary.cli.log_lines import CampaignStatus, LogLines
 
 
 class Clock:
@@ -46,3 +46,24 @@ def test_a_terminal_gets_no_lines():
     log, out, _ = _log(terminal=True)
     log("bar is drawn instead", force=True)
     assert out.getvalue() == ""
+
+
+def test_a_campaign_status_names_its_phase_and_moves_with_the_calls():
+    log, out, clock = _log(terminal=False)
+    status = CampaignStatus(log, budget_calls=1500)
+    status.calls(1)
+    clock.now += 31
+    status.generation(0, 132, 0, "–", "–")
+    clock.now += 5
+    status.calls(140)
+    clock.now += 30
+    status.calls(150)
+    status.confirming(31)
+    clock.now += 30
+    status.calls(1300)
+    assert out.getvalue().splitlines() == [
+        "[0:00:00] seeds: 1 of 1500 target calls",
+        "[0:00:31] generation 0: 132 of 1500 target calls, archive 0, best –, mean –",
+        "[0:01:06] generation 0: 150 of 1500 target calls, archive 0, best –, mean –",
+        "[0:01:36] confirming 31 elites: 1300 of 1500 target calls, archive 0, best –, mean –",
+    ]

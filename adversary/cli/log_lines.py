@@ -31,3 +31,24 @@ class LogLines:
         elapsed = int(now - self.started)
         self.console.print(f"[{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] {text}", markup=False,
                            highlight=False)
+
+
+class CampaignStatus:
+    """A campaign's status line for logs: its phase (seeds, the last finished generation, or confirming), target
+    calls spent, and the archive as of the last generation, printed through `LogLines` as calls are made, so a
+    log keeps moving through long generations and through the confirmation at the end."""
+
+    def __init__(self, lines: LogLines, budget_calls: int) -> None:
+        self.lines, self.budget_calls = lines, budget_calls
+        self.phase, self.archive = "seeds", ""
+
+    def generation(self, number: int, calls: int, archive_size: int, best: str, mean: str) -> None:
+        self.phase = f"generation {number}"
+        self.archive = f", archive {archive_size}, best {best}, mean {mean}"
+        self.calls(calls)
+
+    def confirming(self, elites: int) -> None:
+        self.phase = f"confirming {elites} elites"
+
+    def calls(self, calls: int) -> None:
+        self.lines(f"{self.phase}: {calls} of {self.budget_calls} target calls{self.archive}")

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from adversary.campaign import DEFAULT_STRATEGIES, RESUMABLE_CHANGES, CampaignConfig, CampaignProgress, load_resume_config, run_campaign
-from adversary.cli.log_lines import LogLines
+from adversary.cli.log_lines import CampaignStatus, LogLines
 from adversary.core.selection import SEARCH_MODES
 from adversary.corpus.project import yaml_line, read_text
 from adversary.errors import ConfigError
@@ -172,18 +172,21 @@ def run_command(
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("target calls", total=config.budget_calls, gen=0, size=0, best="–", mean="–")
 
-        log_line = LogLines(console)
+        status = CampaignStatus(LogLines(console), config.budget_calls)
 
         def on_generation(stats: dict) -> None:
             fmt = lambda v: "–" if v is None else f"{100 * v:.0f}%"
             best, mean = fmt(stats["best_posterior_mean"]), fmt(stats["mean_break_rate"])
             bar.update(task, completed=stats["calls"], gen=stats["generation"], size=stats["archive_size"],
                        best=best, mean=mean)
-            log_line(f"generation {stats['generation']}: {stats['calls']} of {config.budget_calls} target calls, "
-                     f"archive {stats['archive_size']}, best {best}, mean {mean}")
+            status.generation(stats["generation"], stats["calls"], stats["archive_size"], best, mean)
 
-        progress = CampaignProgress(on_generation=on_generation, on_call=lambda calls: bar.update(task, completed=calls),
-                                    on_message=console.print)
+        def on_call(calls: int) -> None:
+            bar.update(task, completed=calls)
+            status.calls(calls)
+
+        progress = CampaignProgress(on_generation=on_generation, on_call=on_call, on_message=console.print,
+                                    on_confirming=status.confirming)
         try:
             result = run_campaign(config, run_dir, progress, resume=resume is not None)
         except KeyboardInterrupt:

@@ -67,3 +67,10 @@ def test_a_campaign_status_names_its_phase_and_moves_with_the_calls():
         "[0:01:06] generation 0: 150 of 1500 target calls, archive 0, best –, mean –",
         "[0:01:36] confirming 31 elites: 1300 of 1500 target calls, archive 0, best –, mean –",
     ]
+
+
+def test_a_resumed_campaign_says_so_until_its_first_generation_ends():
+    log, out, clock = _log(terminal=False)
+    status = CampaignStatus(log, budget_calls=1500, resumed=True)
+    status.calls(700)
+    assert out.getvalue() == "[0:00:00] resumed: 700 of 1500 target calls\n"

@@ -38,9 +38,9 @@ class CampaignStatus:
     calls spent, and the archive as of the last generation, printed through `LogLines` as calls are made, so a
     log keeps moving through long generations and through the confirmation at the end."""
 
-    def __init__(self, lines: LogLines, budget_calls: int) -> None:
+    def __init__(self, lines: LogLines, budget_calls: int, *, resumed: bool = False) -> None:
         self.lines, self.budget_calls = lines, budget_calls
-        self.phase, self.archive = "seeds", ""
+        self.phase, self.archive = ("resumed" if resumed else "seeds"), ""
 
     def generation(self, number: int, calls: int, archive_size: int, best: str, mean: str) -> None:
         self.phase = f"generation {number}"

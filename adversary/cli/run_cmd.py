@@ -172,7 +172,7 @@ def run_command(
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("target calls", total=config.budget_calls, gen=0, size=0, best="–", mean="–")
 
-        status = CampaignStatus(LogLines(console), config.budget_calls)
+        status = CampaignStatus(LogLines(console), config.budget_calls, resumed=resume is not None)
 
         def on_generation(stats: dict) -> None:
             fmt = lambda v: "–" if v is None else f"{100 * v:.0f}%"

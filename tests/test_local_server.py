@@ -44,6 +44,7 @@ def test_cache_size_comes_from_the_environment(monkeypatch):
 def test_server_command_turns_the_cache_on_and_off():
     cached = server_command(Path("/m.gguf"), "smollm2", 8000, 2048, 1, 64)
     assert cached[1:3] == ["-m", SERVER_MODULE]
+    assert cached[cached.index("--logits_all") + 1] == "False", "cached states would carry a logits row per token"
     assert cached[cached.index("--cache_size") + 1] == str(64 << 20) and cached[cached.index("--cache") + 1] == "True"
     plain = server_command(Path("/m.gguf"), "smollm2", 8000, 2048, 1, 0)
     assert "--cache" not in plain and plain[plain.index("--port") + 1] == "8000"

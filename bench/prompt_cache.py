@@ -45,6 +45,22 @@ def start(command: list[str], log_path: Path, cache_mb: str | None, cpu: int | N
     return subprocess.Popen(command, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
 
 
+def run_variants(commands: dict[str, list[str]], logs: dict[str, Path], what: str) -> bool:
+    """Run each variant's command with its cache setting, side by side on separate cores when there are two (else
+    one after the other); exit naming the log of one that fails. Returns whether they ran side by side."""
+    side_by_side = usable_cpus() >= 2 and hasattr(os, "sched_getaffinity")
+    cpus = sorted(os.sched_getaffinity(0))[:2] if side_by_side else [None, None]
+    processes = {}
+    for (name, cache_mb), cpu in zip(VARIANTS.items(), cpus):
+        processes[name] = start(commands[name], logs[name], cache_mb, cpu)
+        if not side_by_side:
+            processes[name].wait()
+    for name, process in processes.items():
+        if process.wait() != 0:
+            sys.exit(f"the {name} {what} failed; see {logs[name]}")
+    return side_by_side
+
+
 def stored_calls(run_dir: Path, first: int, count: int) -> list[tuple[str, list[dict[str, str]], int | None]]:
     """(target, messages, seed) of a stored run's target calls `first` to `first + count`, in the order they ran."""
     with sqlite3.connect(f"file:{run_dir / 'store.sqlite'}?mode=ro", uri=True) as db:
@@ -70,19 +86,10 @@ def replay_worker(run_dir: Path, first: int, count: int, out: Path) -> None:
 
 def replay(run_dir: Path, first: int, count: int, root: Path) -> dict:
     """Both servers on the same stored traffic: identical replies and mean seconds per call."""
-    side_by_side = usable_cpus() >= 2 and hasattr(os, "sched_getaffinity")
-    cpus = sorted(os.sched_getaffinity(0))[:2] if side_by_side else [None, None]
     outputs = {name: root / f"replay-{name.replace(' ', '-')}.json" for name in VARIANTS}
-    processes = {}
-    for (name, cache_mb), cpu in zip(VARIANTS.items(), cpus):
-        command = [sys.executable, __file__, "--replay-worker", str(run_dir), "--start", str(first), "--calls", str(count),
-                   "--out", str(outputs[name])]
-        processes[name] = start(command, outputs[name].with_suffix(".log"), cache_mb, cpu)
-        if not side_by_side:
-            processes[name].wait()
-    for name, process in processes.items():
-        if process.wait() != 0:
-            sys.exit(f"the {name} replay failed; see {outputs[name].with_suffix('.log')}")
+    side_by_side = run_variants({name: [sys.executable, __file__, "--replay-worker", str(run_dir), "--start", str(first),
+                                        "--calls", str(count), "--out", str(path)] for name, path in outputs.items()},
+                                {name: path.with_suffix(".log") for name, path in outputs.items()}, "replay")
     results = {name: json.loads(path.read_text()) for name, path in outputs.items()}
     cached, plain = results["cache"], results["no cache"]
     return {
@@ -128,25 +135,12 @@ def main() -> None:
     if args.replay:
         print(json.dumps(replay(args.replay, args.start, args.calls, root), indent=2))
         return
-    side_by_side = usable_cpus() >= 2 and hasattr(os, "sched_getaffinity")
-    cpus = sorted(os.sched_getaffinity(0))[:2] if side_by_side else [None, None]
-    walls: dict[str, float] = {}
     dirs = {name: root / name.replace(" ", "-") for name in VARIANTS}
-    started = time.perf_counter()
-    processes = {}
-    for (name, cache_mb), cpu in zip(VARIANTS.items(), cpus):
-        command = [sys.executable, "-m", "adversary", "run", "--budget-calls", str(args.budget_calls), "--seed",
-                   str(args.seed), "--judge", "embedded-sim", "--out", str(dirs[name])]
-        processes[name] = start(command, dirs[name].with_suffix(".log"), cache_mb, cpu)
-        if not side_by_side:
-            processes[name].wait()
-            walls[name] = time.perf_counter() - started
-            started = time.perf_counter()
-    for name, process in processes.items():
-        if process.wait() != 0:
-            sys.exit(f"the {name} campaign failed; see {dirs[name].with_suffix('.log')}")
-        if side_by_side:
-            walls[name] = json.loads((dirs[name] / "metrics.json").read_text())["wall_seconds"]
+    side_by_side = run_variants({name: [sys.executable, "-m", "adversary", "run", "--budget-calls", str(args.budget_calls),
+                                        "--seed", str(args.seed), "--judge", "embedded-sim", "--out", str(path)]
+                                 for name, path in dirs.items()},
+                                {name: path.with_suffix(".log") for name, path in dirs.items()}, "campaign")
+    walls = {name: json.loads((path / "metrics.json").read_text())["wall_seconds"] for name, path in dirs.items()}
     stores = {name: read_store(dirs[name]) for name in VARIANTS}
     (cached, cached_candidates), (plain, plain_candidates) = stores["cache"], stores["no cache"]
     same_keys = cached.keys() & plain.keys()

@@ -63,9 +63,9 @@ def test_a_campaign_status_names_its_phase_and_moves_with_the_calls():
     status.calls(1300)
     assert out.getvalue().splitlines() == [
         "[0:00:00] seeds: 1 of 1500 target calls",
-        "[0:00:31] generation 0: 132 of 1500 target calls, archive 0, best –, mean –",
-        "[0:01:06] generation 0: 150 of 1500 target calls, archive 0, best –, mean –",
-        "[0:01:36] confirming 31 elites: 1300 of 1500 target calls, archive 0, best –, mean –",
+        "[0:00:31] generation 0: 132 of 1500 target calls, archive 0, break rate best –, mean –",
+        "[0:01:06] generation 0: 150 of 1500 target calls, archive 0, break rate best –, mean –",
+        "[0:01:36] confirming 31 elites: 1300 of 1500 target calls, archive 0, break rate best –, mean –",
     ]
 
 

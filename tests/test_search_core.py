@@ -259,3 +259,20 @@ def test_operator_picks_are_deterministic_and_favour_operators_whose_children_br
     rng = np.random.default_rng(seed)
     uniform = [pick_operator(names, offspring, "random", rng) for _ in range(300)]
     assert min(uniform.count(n) for n in names) > 60, "the random baseline ignores break rates"
+
+
+@given(vectors, st.lists(st.tuples(st.integers(0, 16), st.integers(0, 16)), min_size=40, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_progress_shows_best_and_mean_elite_break_rate_in_one_measure(members, counts):
+    from adversary.campaign import generation_stats
+    archive = _fill(members)
+    for elite, (breaks, holds) in zip(archive.elites, counts):
+        archive.record(elite.candidate.id, breaks, breaks + holds)
+    ids = [e.candidate.id for e in archive.elites]
+    stats = generation_stats(archive, ids, generation=3, calls=100)
+    measured = [e for e in archive.elites if e.trials]
+    if not measured:
+        assert stats["best_posterior_mean"] is None and stats["mean_posterior_mean"] is None
+        return
+    assert 0 < stats["mean_posterior_mean"] <= stats["best_posterior_mean"] + 1e-12 < 1
+    assert stats["qd_score"] == sum(e.fitness.mean for e in measured)

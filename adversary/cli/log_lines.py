@@ -35,8 +35,9 @@ class LogLines:
 
 class CampaignStatus:
     """A campaign's status line for logs: its phase (seeds, the last finished generation, or confirming), target
-    calls spent, and the archive as of the last generation, printed through `LogLines` as calls are made, so a
-    log keeps moving through long generations and through the confirmation at the end."""
+    calls spent, and the archive as of the last generation (its size, and its elites' best and mean break rate as
+    posterior means, so a lucky 4/4 does not read as 100% beside a 15/16), printed through `LogLines` as calls are
+    made, so a log keeps moving through long generations and through the confirmation at the end."""
 
     def __init__(self, lines: LogLines, budget_calls: int, *, resumed: bool = False) -> None:
         self.lines, self.budget_calls = lines, budget_calls
@@ -44,7 +45,7 @@ class CampaignStatus:
 
     def generation(self, number: int, calls: int, archive_size: int, best: str, mean: str) -> None:
         self.phase = f"generation {number}"
-        self.archive = f", archive {archive_size}, best {best}, mean {mean}"
+        self.archive = f", archive {archive_size}, break rate best {best}, mean {mean}"
         self.calls(calls)
 
     def confirming(self, elites: int) -> None:

@@ -168,7 +168,7 @@ def run_command(
         run_dir, path = out or Path("runs") / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}", config_path
     config = build_config(values, path, root)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("gen {task.fields[gen]} · archive {task.fields[size]} · best {task.fields[best]} · mean {task.fields[mean]}"),
+                  TextColumn("gen {task.fields[gen]} · archive {task.fields[size]} · break rate best {task.fields[best]} · mean {task.fields[mean]}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("target calls", total=config.budget_calls, gen=0, size=0, best="–", mean="–")
 
@@ -176,7 +176,7 @@ def run_command(
 
         def on_generation(stats: dict) -> None:
             fmt = lambda v: "–" if v is None else f"{100 * v:.0f}%"
-            best, mean = fmt(stats["best_posterior_mean"]), fmt(stats["mean_break_rate"])
+            best, mean = fmt(stats["best_posterior_mean"]), fmt(stats["mean_posterior_mean"])
             bar.update(task, completed=stats["calls"], gen=stats["generation"], size=stats["archive_size"],
                        best=best, mean=mean)
             status.generation(stats["generation"], stats["calls"], stats["archive_size"], best, mean)

@@ -26,8 +26,9 @@ from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_
 from adversary.core.metrics import summarize_attempts
 from adversary.core.placement import Placement, trial_seed
 from adversary.core.schedule import PrefixKey, prefix_order
-from adversary.core.selection import (CREDIBLE_PROBABILITY, SEARCH_MODES, breaks_credibly, fitness_of, pick_operator,
-                                      racing_plan, select_parents, selection_scores)
+from adversary.core.selection import (CREDIBLE_PROBABILITY, SEARCH_MODES, breaks_credibly, final_racing_need,
+                                      final_racing_plan, fitness_of, pick_operator, racing_plan, select_parents,
+                                      selection_scores)
 from adversary.core.stats import wilson_interval
 from adversary.errors import ConfigError
 from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
@@ -273,14 +274,18 @@ class Campaign:
         """Target calls spent so far (kept in memory; the store's sum at start plus every stored attempt)."""
         return self._calls
 
+    def _confirmation_reserve(self) -> float:
+        """Calls kept for confirming the archive: fresh trials for every elite (at least one, since the last
+        generation may bring the first), capped at `confirm_fraction` of the budget."""
+        c = self.config
+        need = max(1, self._elite_count) * c.confirm_trials * len(c.targets)
+        return min(need, c.confirm_fraction * c.budget_calls)
+
     def _search_over(self) -> bool:
-        """True once what is left of a budget is what confirming the archive needs: fresh trials for every
-        elite (at least one, since the last generation may bring the first), capped at `confirm_fraction`
-        of the budget."""
+        """True once what is left of a budget is the confirmation reserve (or its share of a money or time budget)."""
         c = self.config
         keep = 1.0 - c.confirm_fraction
-        need = max(1, self._elite_count) * c.confirm_trials * len(c.targets)
-        if c.budget_calls - self.calls() <= min(need, c.confirm_fraction * c.budget_calls):
+        if c.budget_calls - self.calls() <= self._confirmation_reserve():
             return True
         if c.budget_usd is not None and self.spent_usd >= keep * c.budget_usd:
             return True
@@ -545,10 +550,10 @@ class Campaign:
                 if self._search_over() or self.store.get_meta("confirming") is not None:
                     break
                 self._check_budget()
-                plan = {"generation": generation, "extra_trials": self._plan_more_trials()}
+                plan = self._plan_generation(generation)
                 self.store.set_meta("plan", plan)
             self._run_trials([(cid, t) for cid, first, count in plan["extra_trials"] for t in range(first, first + count)])
-            proposals = self._mutants(generation, rng)
+            proposals = [] if plan.get("final_racing") else self._mutants(generation, rng)
             vectors = self.embedder.embed([p[0].full_text for p in proposals]) if proposals else []
             with self.store.transaction():
                 for (candidate, point, parent_id), vector in zip(proposals, vectors):
@@ -598,13 +603,31 @@ class Campaign:
         self._run_trials([(cid, t) for cid in self._awaiting_initial for t in range(self.config.initial_trials)])
         self._awaiting_initial = []
 
-    def _plan_more_trials(self) -> list[tuple[str, int, int]]:
-        """(member, first trial, count) of this generation's extra trials (core.selection.racing_plan).
-        The plan is stored before it runs, so a resumed run finishes the same plan."""
+    def _plan_generation(self, generation: int) -> dict:
+        """A generation's plan: its extra trials, and whether it is in the final racing phase (elites only, no
+        mutants; core.selection.final_racing_plan), which starts once another ordinary generation (racing
+        slots and its mutants' initial trials) could leave less search budget than racing every elite to
+        `elite_max_trials` needs. The plan is stored before it runs, so a resumed run finishes
+        the same plan."""
+        c = self.config
+        elite_maximum = c.elite_trial_limit()
+        elite_ids = self.elite_ids() if elite_maximum > c.max_trials else []  # clustering only when elites are raced
+        final = []
+        if elite_ids:
+            search_left = c.budget_calls - self.calls() - self._confirmation_reserve()
+            need = final_racing_need(self.archive.elites, elite_ids, elite_maximum=elite_maximum, targets=len(c.targets))
+            most_a_generation_spends = 2 * c.candidates_per_generation * c.initial_trials * len(c.targets)
+            if search_left - most_a_generation_spends <= need:
+                final = final_racing_plan(self.archive.elites, elite_ids, elite_maximum=elite_maximum,
+                                          initial=c.initial_trials, slots=c.candidates_per_generation, targets=len(c.targets))
+        return {"generation": generation, "extra_trials": final or self._plan_more_trials(elite_ids),
+                "final_racing": bool(final)}
+
+    def _plan_more_trials(self, elite_ids: list[str]) -> list[tuple[str, int, int]]:
+        """(member, first trial, count) of this generation's extra trials (core.selection.racing_plan)."""
         c = self.config
         priority = selection_scores(self.archive, "novelty") if c.search == "novelty" else None
         elite_maximum = c.elite_trial_limit()
-        elite_ids = self.elite_ids() if elite_maximum > c.max_trials else ()  # clustering only when elites are raced
         return racing_plan(self.archive.elites, initial=c.initial_trials, maximum=c.max_trials,
                            slots=c.candidates_per_generation, targets=len(c.targets), priority=priority,
                            elite_ids=elite_ids, elite_maximum=elite_maximum)

@@ -216,3 +216,16 @@ def test_a_run_stored_before_elite_racing_existed_resumes_without_it(tiny_corpus
     assert resumed.elite_max_trials == resumed.max_trials == 6
     result, _ = _run(tiny_corpus, run_dir, resume=True, budget=60, elite_max_trials=resumed.elite_max_trials)
     assert result.metrics["calls"] > 40
+
+
+def test_the_search_ends_by_racing_every_elite_to_elite_max_trials(tiny_corpus, tmp_path):
+    """max_trials is 6 here, so elites are raced to 12, in generations that make no new candidates. Without the
+    final racing phase, this budget ended the search with its elite at 10 trials."""
+    run_dir = tmp_path / "run"
+    _run(tiny_corpus, run_dir, budget=160)
+    elites = _archive(run_dir)
+    assert elites and all(e["trials"] == 12 for e in elites), [(e["id"], e["trials"]) for e in elites]
+    with Store.open(run_dir) as store:
+        finished = {g for g, _, stats in store.generations() if stats}
+        proposed = {c["generation"] for c in store.candidates()}
+    assert finished - proposed, "some generations only raced elites"

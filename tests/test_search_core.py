@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from adversary.core.archive import Candidate, NoveltyArchive
 from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
 from adversary.core.selection import (ELITE_SLOT_SHARE, SEARCH_MODES, breaks_credibly, extra_trials, fitness_of, is_breaking, local_competition,
-                                      racing_plan, select_parents)
+                                      final_racing_need, final_racing_plan, racing_plan, select_parents)
 from adversary.core.stats import BetaPosterior
 
 DIM = 8
@@ -259,6 +259,37 @@ def test_operator_picks_are_deterministic_and_favour_operators_whose_children_br
     rng = np.random.default_rng(seed)
     uniform = [pick_operator(names, offspring, "random", rng) for _ in range(300)]
     assert min(uniform.count(n) for n in names) > 60, "the random baseline ignores break rates"
+
+
+def test_final_racing_races_the_least_measured_elites_first_up_to_the_maximum():
+    archive = _fill(_unit(np.eye(DIM)[:5]), threshold=1.0)
+    for cid, (breaks, trials) in zip(("c0", "c1", "c2", "c3", "c4"), ((16, 16), (8, 8), (4, 4), (6, 7), (0, 2))):
+        archive.record(cid, breaks, trials)
+    elites = {"c0", "c1", "c2", "c3"}
+    assert final_racing_need(archive.elites, elites, elite_maximum=16) == 8 + 12 + 9
+    assert final_racing_plan(archive.elites, elites, elite_maximum=16, initial=2, slots=2) == [("c2", 4, 2), ("c3", 7, 2)]
+    assert final_racing_plan(archive.elites, elites, elite_maximum=9, initial=2, slots=9) == [("c2", 4, 2), ("c3", 7, 2),
+                                                                                             ("c1", 8, 1)]
+    assert final_racing_plan(archive.elites, {"c0"}, elite_maximum=16, initial=2, slots=2) == []
+    assert final_racing_need(archive.elites, {"c2"}, elite_maximum=16, targets=2) == (16 - 2) * 2, "trials are per target"
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30), st.integers(1, 10),
+       st.integers(1, 3), st.data())
+@settings(max_examples=100, deadline=None)
+def test_final_racing_plans_only_elites_within_their_need(counts, slots, targets, data):
+    archive = _fill(_unit(np.random.default_rng(len(counts)).normal(size=(len(counts), DIM))), threshold=1.0)
+    for elite, (breaks, holds) in zip(archive.elites, counts):
+        archive.record(elite.candidate.id, breaks, breaks + holds)
+    ids = [e.candidate.id for e in archive.elites]
+    elite_ids = set(data.draw(st.lists(st.sampled_from(ids), unique=True)))
+    plan = final_racing_plan(archive.elites, elite_ids, elite_maximum=16, initial=2, slots=slots, targets=targets)
+    need = final_racing_need(archive.elites, elite_ids, elite_maximum=16, targets=targets)
+    assert len(plan) <= slots and {cid for cid, _, _ in plan} <= elite_ids
+    for cid, first, more in plan:
+        assert first == archive.get(cid).trials // targets and 0 < more <= 2 and first + more <= 16
+    assert sum(more for _, _, more in plan) * targets <= need
+    assert (need == 0) == (plan == []), "the plan is empty exactly when every elite reached the maximum"
 
 
 @given(vectors, st.lists(st.tuples(st.integers(0, 16), st.integers(0, 16)), min_size=40, max_size=40))

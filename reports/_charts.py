@@ -51,13 +51,16 @@ def rate_bars(title: str, groups: dict[str, dict]) -> str | None:
 
 
 def search_progress(generations: list[dict]) -> str | None:
-    """Best and mean archive break rate, archive size and QD score over target calls."""
+    """Best and mean elite break rate (posterior means, as the live progress shows them; campaigns stored before
+    the mean posterior mean was kept show the raw mean of search trials), archive size and QD score over target calls."""
     rows = [g for g in generations if g.get("calls") is not None]
     if len(rows) < 2:
         return None
     calls = [g["calls"] for g in rows]
     figure, (rates, sizes) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for key, label, style in (("best_posterior_mean", "best (posterior mean)", "-"), ("mean_break_rate", "mean (search trials, selection-biased)", "--")):
+    mean = (("mean_posterior_mean", "mean (posterior mean)") if any(g.get("mean_posterior_mean") is not None for g in rows)
+            else ("mean_break_rate", "mean (search trials, selection-biased)"))
+    for key, label, style in (("best_posterior_mean", "best (posterior mean)", "-"), (*mean, "--")):
         values = [None if g.get(key) is None else 100 * g[key] for g in rows]
         rates.plot(calls, values, style, label=label, color=BREAK_COLOUR)
     rates.set_ylim(0, 100)

@@ -620,14 +620,13 @@ class Campaign:
             if search_left - most_a_generation_spends <= need:
                 final = final_racing_plan(self.archive.elites, elite_ids, elite_maximum=elite_maximum,
                                           initial=c.initial_trials, slots=c.candidates_per_generation, targets=len(c.targets))
-        return {"generation": generation, "extra_trials": final or self._plan_more_trials(elite_ids),
+        return {"generation": generation, "extra_trials": final or self._plan_more_trials(elite_ids, elite_maximum),
                 "final_racing": bool(final)}
 
-    def _plan_more_trials(self, elite_ids: list[str]) -> list[tuple[str, int, int]]:
+    def _plan_more_trials(self, elite_ids: list[str], elite_maximum: int) -> list[tuple[str, int, int]]:
         """(member, first trial, count) of this generation's extra trials (core.selection.racing_plan)."""
         c = self.config
         priority = selection_scores(self.archive, "novelty") if c.search == "novelty" else None
-        elite_maximum = c.elite_trial_limit()
         return racing_plan(self.archive.elites, initial=c.initial_trials, maximum=c.max_trials,
                            slots=c.candidates_per_generation, targets=len(c.targets), priority=priority,
                            elite_ids=elite_ids, elite_maximum=elite_maximum)

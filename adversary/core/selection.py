@@ -168,10 +168,19 @@ def racing_plan(elites: list[Elite], *, initial: int, maximum: int, slots: int, 
     return elite_plan + plan[:slots - len(elite_plan)]
 
 
+def _elites_short_of(elites: list[Elite], elite_ids: Collection[str], elite_maximum: int,
+                     targets: int) -> list[tuple[int, int]]:
+    """(trials per target, index in `elites`) of the current elites still below `elite_maximum` trials per target."""
+    ids = set(elite_ids)
+    return [(e.trials // targets, i) for i, e in enumerate(elites)
+            if e.candidate.id in ids and e.trials // targets < elite_maximum]
+
+
 def final_racing_need(elites: list[Elite], elite_ids: Collection[str], *, elite_maximum: int, targets: int = 1) -> int:
     """Target calls that would take every current elite (`elite_ids`) to `elite_maximum` trials per target."""
-    targets, ids = max(1, targets), set(elite_ids)
-    return sum(max(0, elite_maximum - e.trials // targets) * targets for e in elites if e.candidate.id in ids)
+    targets = max(1, targets)
+    short = _elites_short_of(elites, elite_ids, elite_maximum, targets)
+    return sum((elite_maximum - trials) * targets for trials, _ in short)
 
 
 def final_racing_plan(elites: list[Elite], elite_ids: Collection[str], *, elite_maximum: int, initial: int, slots: int,
@@ -185,10 +194,7 @@ def final_racing_plan(elites: list[Elite], elite_ids: Collection[str], *, elite_
     all, so the archive's elites are the ones that held up, and a cluster whose elite regresses passes to a
     stronger member or drops out before confirmation.
     """
-    targets, ids = max(1, targets), set(elite_ids)
-    pending = [(e.trials // targets, i) for i, e in enumerate(elites)
-               if e.candidate.id in ids and e.trials // targets < elite_maximum]
-    pending.sort()
+    pending = sorted(_elites_short_of(elites, elite_ids, elite_maximum, max(1, targets)))
     return [(elites[i].candidate.id, trials, min(initial, elite_maximum - trials)) for trials, i in pending[:slots]]
 
 

@@ -55,6 +55,9 @@ CONFIRM_TRIAL_BASE = 1000
 """Confirmation trials are numbered from here, so they never collide with the search's own trials."""
 PROGRESS_CLUSTERING_MEMBERS = 500
 """Breaking members up to which progress figures recluster the archive every generation."""
+STALLED_GENERATIONS = 20
+"""Generations in a row without a target call (every mutant a duplicate or unusable, no trials due) after which
+the search ends early: the mutators have run dry on this corpus, and more generations would loop forever."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,7 @@ class Campaign:
         self._progress_elites: tuple[int, list[str]] | None = None
         """(generation, elite ids) last computed for progress; refreshed less often on large archives."""
         self._searching = True
+        self._stalled = False
         self.mutations: dict[str, dict[str, int]] = {}
         """Per operator: mutation calls and what became of them; saved with each generation for resume."""
 
@@ -523,13 +527,14 @@ class Campaign:
             return str(stop)
         try:
             self._confirm_archive()
-            return "archive confirmed"
+            return "search stalled, archive confirmed" if self._stalled else "archive confirmed"
         except BudgetExhausted as stop:
             return str(stop)
 
     def _run_search(self, next_generation: int, generations: list, rng: np.random.Generator) -> None:
         """Seeds (generation 0), then generations of planned extra trials, mutants and their initial trials,
-        until only the confirmation reserve is left (checked before every call, so no generation overruns it)."""
+        until only the confirmation reserve is left (checked before every call, so no generation overruns it)
+        or `STALLED_GENERATIONS` generations in a row spend nothing."""
         self._finish_pending()
         if generations and generations[-1][2] is None:
             self._finish_generation(generations[-1][0])
@@ -544,7 +549,9 @@ class Campaign:
             self._finish_generation(0)
             next_generation = 1
         generation = next_generation
+        idle_generations = 0
         while True:
+            calls_before = self.calls()
             plan = self.store.get_meta("plan")
             if plan is None or plan["generation"] != generation:
                 if self._search_over() or self.store.get_meta("confirming") is not None:
@@ -562,6 +569,12 @@ class Campaign:
             self._finish_pending()
             self._finish_generation(generation)
             generation += 1
+            idle_generations = idle_generations + 1 if self.calls() == calls_before else 0
+            if idle_generations >= STALLED_GENERATIONS:
+                self._stalled = True
+                self.progress.on_message(f"the search stalled: {idle_generations} generations in a row brought no new "
+                                         "candidate and no trial; confirming the archive with the budget left")
+                break
 
     def elite_ids(self) -> list[str]:
         """The archive of the best: the fittest member of each embedding cluster (core.clusters) of members

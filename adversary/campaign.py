@@ -263,7 +263,8 @@ class Campaign:
         self._done = store.finished_keys()
         self.spent_usd = 0.0
         self._cost_lock = threading.Lock()
-        self._elite_count = 0
+        self._elite_calls_per_trial = 0
+        """Target calls one confirmation trial of every current elite costs per target (two-turn elites cost two)."""
         self._awaiting_initial: list[str] = []
         """Members whose initial trials have not run yet (all of them right after a resume)."""
         self._progress_elites: tuple[int, list[str]] | None = None
@@ -280,9 +281,10 @@ class Campaign:
 
     def _confirmation_reserve(self) -> float:
         """Calls kept for confirming the archive: fresh trials for every elite (at least one, since the last
-        generation may bring the first), capped at `confirm_fraction` of the budget."""
+        generation may bring the first; two calls a trial for two-turn elites), capped at `confirm_fraction`
+        of the budget."""
         c = self.config
-        need = max(1, self._elite_count) * c.confirm_trials * len(c.targets)
+        need = max(1, self._elite_calls_per_trial) * c.confirm_trials * len(c.targets)
         return min(need, c.confirm_fraction * c.budget_calls)
 
     def _search_over(self) -> bool:
@@ -513,7 +515,7 @@ class Campaign:
             rng.bit_generator.state = generations[-1][1]["rng"]
             finished = [g[2] for g in generations if g[2]]
             last = finished[-1] if finished else {}
-            self._elite_count = last.get("archive_size", 0)
+            self._elite_calls_per_trial = last.get("elite_calls_per_trial", last.get("archive_size", 0))
             self.progress.on_message(f"resuming at generation {next_generation}: {self.calls()} target calls spent, "
                                      f"{len(self.archive)} members measured, {last.get('archive_size', 0)} in the archive")
             if self.store.get_meta("confirming") is not None and not self._search_over():
@@ -661,8 +663,8 @@ class Campaign:
 
     def _finish_generation(self, generation: int) -> None:
         elite_ids = self._progress_elite_ids(generation)
-        self._elite_count = len(elite_ids)
         stats = generation_stats(self.archive, elite_ids, generation, self.calls())
+        self._elite_calls_per_trial = stats["elite_calls_per_trial"]
         self.store.finish_generation(generation, stats)
         self.progress.on_generation(stats)
 
@@ -689,6 +691,7 @@ def generation_stats(archive: NoveltyArchive, elite_ids: list[str], generation: 
         "calls": calls,
         "members": len(archive),
         "archive_size": len(elites),
+        "elite_calls_per_trial": sum(e.candidate.calls_per_trial for e in elites),
         "best_break_rate": max(rates) if rates else None,
         "best_posterior_mean": max(posterior_means, default=None),
         "mean_break_rate": float(np.mean(rates)) if rates else None,

@@ -240,3 +240,26 @@ def test_a_search_whose_mutators_run_dry_stops_instead_of_looping(tiny_corpus, t
     with Store(tmp_path / "run" / "store.sqlite") as store:
         idle = [stats for _, _, stats in store.generations()][-STALLED_GENERATIONS:]
     assert len({stats["calls"] for stats in idle}) == 1, "the last generations spent nothing"
+
+
+class BreaksOnPivots(Target):
+    """Like Target, but every two-turn pivot (strategies' TWO_TURN templates) breaks it too."""
+
+    PIVOTS = ("unrelated, but", "one more thing", "while i have you", "keeping me up")
+
+    def __call__(self, route, messages, sampling, seed):
+        reply = super().__call__(route, messages, sampling, seed)
+        if any(p in messages[-1]["content"].lower() for p in self.PIVOTS):
+            return ChatResult(text="OFFSCOPE answer", latency_s=0.0)
+        return reply
+
+
+def test_the_confirmation_reserve_counts_two_calls_for_each_trial_of_a_two_turn_elite(tiny_corpus, tmp_path):
+    # At this budget the search ends on the reserve (not by stalling), so the reserve alone decides what is confirmed;
+    # counting trials instead of calls confirmed the two-turn elite 4 times out of 8.
+    result, _ = _run(tiny_corpus, tmp_path / "run", budget=150, strategies=["two-turn"], target=BreaksOnPivots())
+    elites = _archive(tmp_path / "run")
+    assert result.stop_reason == "archive confirmed"
+    assert elites and all(e["bridge"] for e in elites), "the campaign's elites are two-turn"
+    confirm_trials = result.metrics["config"]["confirm_trials"]
+    assert all(e["confirmed"]["trials"] == confirm_trials for e in elites), [e["confirmed"]["trials"] for e in elites]

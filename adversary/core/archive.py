@@ -34,6 +34,11 @@ class Candidate:
         """Everything the user says, bridge included: what novelty and duplicates are measured on."""
         return f"{self.bridge} {self.text}" if self.bridge else self.text
 
+    @property
+    def calls_per_trial(self) -> int:
+        """Target calls one trial costs per target: two for a two-turn distractor (bridge, then pivot)."""
+        return 2 if self.bridge else 1
+
 
 @dataclass(frozen=True)
 class Elite:

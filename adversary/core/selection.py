@@ -177,10 +177,11 @@ def _elites_short_of(elites: list[Elite], elite_ids: Collection[str], elite_maxi
 
 
 def final_racing_need(elites: list[Elite], elite_ids: Collection[str], *, elite_maximum: int, targets: int = 1) -> int:
-    """Target calls that would take every current elite (`elite_ids`) to `elite_maximum` trials per target."""
+    """Target calls that would take every current elite (`elite_ids`) to `elite_maximum` trials per target (a
+    two-turn elite's trial costs two calls)."""
     targets = max(1, targets)
     short = _elites_short_of(elites, elite_ids, elite_maximum, targets)
-    return sum((elite_maximum - trials) * targets for trials, _ in short)
+    return sum((elite_maximum - trials) * targets * elites[i].candidate.calls_per_trial for trials, i in short)
 
 
 def final_racing_plan(elites: list[Elite], elite_ids: Collection[str], *, elite_maximum: int, initial: int, slots: int,

@@ -351,7 +351,7 @@ class Campaign:
             self._check_budget()
             if self._searching and self._search_over():
                 raise SearchOver
-            self._calls += 2 if call.candidate.bridge else 1
+            self._calls += call.candidate.calls_per_trial
             yield call
 
     def _call(self, call: PlannedCall) -> RepliedCall:

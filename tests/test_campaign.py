@@ -237,7 +237,7 @@ def test_a_search_whose_mutators_run_dry_stops_instead_of_looping(tiny_corpus, t
     result, target = _run(tiny_corpus, tmp_path / "run", budget=300, strategies=["two-turn"])
     assert result.stop_reason == "search stalled, archive confirmed"
     assert len(target.calls) == result.metrics["calls"] < 300
-    with Store(tmp_path / "run" / "store.sqlite") as store:
+    with Store.open(tmp_path / "run") as store:
         idle = [stats for _, _, stats in store.generations()][-STALLED_GENERATIONS:]
     assert len({stats["calls"] for stats in idle}) == 1, "the last generations spent nothing"
 

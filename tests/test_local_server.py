@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adversary.errors import ModelError
-from adversary.models.chat import Sampling, complete, resolve_route
 from adversary.models import local_server
+from adversary.models.chat import Sampling, complete, resolve_route
 from adversary.models.embedded import CHAT_MODELS, server_available
 from adversary.models.local_server import (PROMPT_CACHE_ENV, PROMPT_CACHE_MB_DEFAULT, SERVER_MODULE, LocalServers,
                                            cpu_placement, other_local_servers, prompt_cache_mb, server_command)

@@ -240,13 +240,12 @@ class LocalServers:
                 busy[pid] = set(os.sched_getaffinity(pid)) & mine
         if not busy:
             return None, usable_cpus()
-        others = list(busy)
         cpus, threads = cpu_placement(mine, list(busy.values()))
         where = (f"this one runs on CPU {', '.join(map(str, sorted(cpus)))} only" if cpus != mine
                  else f"no CPU is free of them, so this one runs {threads} thread(s) and every call slows down "
                       f"(`taskset -c N` gives each campaign its own core)")
-        self._warn(f"{len(others)} other local model server(s) run on this process's CPUs "
-                   f"(pids {', '.join(map(str, others))}); {where}")
+        self._warn(f"{len(busy)} other local model server(s) run on this process's CPUs "
+                   f"(pids {', '.join(map(str, busy))}); {where}")
         return (cpus if cpus != mine else None), threads
 
     def _wait_healthy(

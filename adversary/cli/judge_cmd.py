@@ -21,6 +21,7 @@ from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP, EmbeddingJudge, JudgeInp
 from adversary.judges.features import FEATURE_NAMES, reply_features
 from adversary.judges.trained import weights_document
 from adversary.judges.measured import save_agreement
+from adversary.labels import LabelRow, read_labels
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
@@ -91,21 +92,16 @@ def _batches(rows: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def _judge_rows(path: Path, judge_name: str, api_base: str | None, console: Console,
-                held_out: bool = False) -> Iterator[tuple[dict, object]]:
-    """(row, verdict) for every line of `path`, judged in batches; memory stays flat however long the file.
-    `held_out`: a trained judge judges each row from one of its training scenarios with a model refitted
-    without that scenario (calibration on the training labels)."""
+def _judge_rows(path: Path, judge_name: str, api_base: str | None, console: Console) -> Iterator[tuple[dict, object]]:
+    """(row, verdict) for every line of `path`, judged in batches; memory stays flat however long the file."""
     with LocalServers() as servers:
         judge = build_judge(judge_name, servers=servers, api_base=api_base, embedder=get_embedder(DEFAULT_EMBEDDING_MODEL))
-        refit = getattr(judge, "judge_held_out", None) if held_out else None
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} rows"),
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task(f"judging with {judge.name}", total=None)
             for batch in _batches(read_rows(path), BATCH):
                 items = [item for _, _, item in batch]
-                verdicts = refit(items, [row.get("scenario_id") for _, row, _ in batch]) if refit else judge.judge(items)
-                for (_, row, _), verdict in zip(batch, verdicts):
+                for (_, row, _), verdict in zip(batch, judge.judge(items)):
                     yield row, verdict
                 bar.update(task, advance=len(batch))
 
@@ -145,10 +141,41 @@ def judge_file(
     Console().print(f"judged {count} replies with {judge}; wrote {output}", markup=False)
 
 
+def _judge_labels(rows: list[LabelRow], judge_name: str, api_base: str | None, console: Console) -> list:
+    """The verdict of judge `judge_name` on every labeled row, each held out from a trained judge's fit."""
+    verdicts = []
+    with LocalServers() as servers:
+        judge = build_judge(judge_name, servers=servers, api_base=api_base, embedder=get_embedder(DEFAULT_EMBEDDING_MODEL))
+        refit = getattr(judge, "judge_held_out", None)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed}/{task.total} rows"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"judging with {judge.name}", total=len(rows))
+            for start in range(0, len(rows), BATCH):
+                batch = rows[start:start + BATCH]
+                items = [JudgeInput(system_prompt=r.system, history=r.history, user=r.user, response=r.response) for r in batch]
+                verdicts.extend(refit(items, [r.scenario_id for r in batch]) if refit else judge.judge(items))
+                bar.update(task, advance=len(batch))
+    return verdicts
+
+
+def _annotator_figures(rows: list[LabelRow], judged: list[bool]) -> dict | None:
+    """Annotator A against annotator B, and the judge against each, on the rows both annotators labeled."""
+    paired = [(r, j) for r, j in zip(rows, judged) if r.in_scope_a is not None and r.in_scope_b is not None]
+    if not paired:
+        return None
+    weights = [r.weight for r, _ in paired]
+    a = [not r.in_scope_a for r, _ in paired]
+    b = [not r.in_scope_b for r, _ in paired]
+    j = [judgement for _, judgement in paired]
+    return {"rows": len(paired), "annotators": _agreement_figures(agreement(a, b, weights)),
+            "judge_vs_a": _agreement_figures(agreement(a, j, weights)),
+            "judge_vs_b": _agreement_figures(agreement(b, j, weights))}
+
+
 @judge_app.command("calibrate")
 def calibrate(
     labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with hand labels in_scope and refusal "
-                                   "(the project's set: corpora/labels/judge_labels.jsonl)."),
+                                   "(the project's set: corpora/labels/judge_labels.jsonl; yours: `adversary label`)."),
     judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge to measure."),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for a judge model."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
@@ -157,40 +184,54 @@ def calibrate(
 ) -> None:
     """Agreement of a judge with hand labels: accuracy, Cohen's kappa, break precision and recall, confusion matrix.
 
-    The break class is the positive one (in_scope false). Every row counts as held out: the embedded judge,
-    which was fitted to the project's labels, judges a row from one of its training scenarios with a model
-    refitted without that scenario's rows (leave one scenario out); the other judges were fitted to no labels.
+    The break class is the positive one (in_scope false). Where rows carry two annotators' labels (in_scope_a,
+    in_scope_b), the annotators' agreement with each other is printed beside the judge's agreement with each,
+    the bar a judge is held to. Rows from `adversary label` are weighted by 1 / their selection probability.
+    Every row counts as held out: a judge fitted to the project's labels judges a row from one of its
+    training scenarios with a model refitted without that scenario's rows; the other judges were fitted to no labels.
+
+    Example: adversary judge calibrate corpora/labels/judge_labels.jsonl --judge embedded-sim
     """
-    labels, judged, refusal_pairs, judge_names = [], [], [], set()
-    for row, verdict in _judge_rows(labeled, judge, api_base, Console(stderr=True), held_out=True):
-        judge_names.add(verdict.judge)
-        if not isinstance(row.get("in_scope"), bool):
-            raise ConfigError(f"{labeled}: row {row.get('id')!r} has no boolean in_scope label")
-        labels.append(not row["in_scope"])
-        judged.append(not verdict.in_scope)
-        if isinstance(row.get("refusal"), bool):
-            refusal_pairs.append((row["refusal"], verdict.refusal))
-    table = agreement(labels, judged)
-    refusal = agreement([l for l, _ in refusal_pairs], [j for _, j in refusal_pairs])
+    rows = read_labels(labeled)
+    if not rows:
+        raise ConfigError(f"{labeled}: no labeled rows")
+    verdicts = _judge_labels(rows, judge, api_base, Console(stderr=True))
+    judge_names = {v.judge for v in verdicts}
+    weights = [r.weight for r in rows]
+    judged = [not v.in_scope for v in verdicts]
+    table = agreement([not r.in_scope for r in rows], judged, weights)
+    with_refusal = [(r.refusal, v.refusal, r.weight) for r, v in zip(rows, verdicts) if r.refusal is not None]
+    refusal = agreement([l for l, _, _ in with_refusal], [j for _, j, _ in with_refusal], [w for _, _, w in with_refusal])
     figures = {
         "judge": judge, **_agreement_figures(table), "refusal_accuracy": refusal.accuracy, "refusal_kappa": refusal.kappa,
         "labels": labeled.name, "adversary_version": __version__,
     }
+    annotators = _annotator_figures(rows, judged)
+    if annotators:
+        figures["two_annotators"] = annotators
     if save is not None:
         for name in judge_names:
             save_agreement(name, figures, save)
     if as_json:
         print(json.dumps(figures))
         return
-    Console(soft_wrap=True).print(
-        f"judge {judge} on {table.total} labeled replies (break = not in scope)\n"
-        f"{_agreement_line(table)}\n"
-        f"                 judged break  judged hold\n"
-        f"labeled break    {table.break_break:>12}  {table.break_hold:>11}\n"
-        f"labeled hold     {table.hold_break:>12}  {table.hold_hold:>11}\n"
+    weighted = " (weighted by 1 / selection probability)" if any(r.selection_probability for r in rows) else ""
+    lines = [
+        f"judge {judge} on {len(rows)} labeled replies (break = not in scope){weighted}",
+        _agreement_line(table),
+        "                 judged break  judged hold",
+        f"labeled break    {table.break_break:>12g}  {table.break_hold:>11g}",
+        f"labeled hold     {table.hold_break:>12g}  {table.hold_hold:>11g}",
         f"refusal: accuracy {_figure(refusal.accuracy)}  kappa {_figure(refusal.kappa)}",
-        markup=False,
-    )
+    ]
+    if annotators:
+        lines += [
+            f"on the {annotators['rows']} rows two annotators labeled independently:",
+            f"  annotator A vs B   accuracy {_figure(annotators['annotators']['accuracy'])}  kappa {_figure(annotators['annotators']['kappa'])}",
+            f"  judge vs A         accuracy {_figure(annotators['judge_vs_a']['accuracy'])}  kappa {_figure(annotators['judge_vs_a']['kappa'])}",
+            f"  judge vs B         accuracy {_figure(annotators['judge_vs_b']['accuracy'])}  kappa {_figure(annotators['judge_vs_b']['kappa'])}",
+        ]
+    Console(soft_wrap=True).print("\n".join(lines), markup=False)
 
 
 @judge_app.command("train")

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 class Agreement:
     """A 2x2 confusion table of a binary judgement against labels, with the break class as positive.
 
+    Cells are counts, or sums of row weights for a weighted sample.
+
     `break_break`: labeled break, judged break; `break_hold`: labeled break, judged hold; and so on.
     """
 
-    break_break: int
-    break_hold: int
-    hold_break: int
-    hold_hold: int
+    break_break: float
+    break_hold: float
+    hold_break: float
+    hold_hold: float
 
     @property
     def total(self) -> int:
@@ -58,12 +60,20 @@ class Agreement:
         return self.hold_hold / labeled if labeled else None
 
 
-def agreement(labels: Sequence[bool], judged: Sequence[bool]) -> Agreement:
-    """The confusion table of `judged` against `labels`, both True for a break."""
+def agreement(labels: Sequence[bool], judged: Sequence[bool], weights: Sequence[float] | None = None) -> Agreement:
+    """The confusion table of `judged` against `labels`, both True for a break.
+
+    `weights` (one per row, e.g. 1 / a row's selection probability) make the cells weighted sums, so that
+    figures from rows sampled with unequal probabilities estimate those of the whole pool.
+    """
     if len(labels) != len(judged):
         raise ValueError("labels and judgements differ in length")
-    pairs = list(zip(labels, judged))
-    return Agreement(
-        break_break=sum(1 for l, j in pairs if l and j), break_hold=sum(1 for l, j in pairs if l and not j),
-        hold_break=sum(1 for l, j in pairs if not l and j), hold_hold=sum(1 for l, j in pairs if not l and not j),
-    )
+    if weights is None:
+        weights = [1] * len(labels)
+    elif len(weights) != len(labels):
+        raise ValueError("weights and labels differ in length")
+    cells = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
+    for label, judgement, weight in zip(labels, judged, weights):
+        cells[(bool(label), bool(judgement))] += weight
+    return Agreement(break_break=cells[(True, True)], break_hold=cells[(True, False)],
+                     hold_break=cells[(False, True)], hold_hold=cells[(False, False)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from adversary.cli import corpora_cmd, eval_cmd, export_cmd, judge_cmd, models_cmd, report_cmd, run_cmd
+from adversary.cli import corpora_cmd, eval_cmd, export_cmd, judge_cmd, label_cmd, models_cmd, report_cmd, run_cmd
 
 app = typer.Typer(
     name="adversary",
@@ -19,6 +19,7 @@ app.command("init")(run_cmd.init_command)
 app.command("report")(report_cmd.report_command)
 app.command("export")(export_cmd.export_command)
 app.command("models")(models_cmd.models_command)
+app.command("label")(label_cmd.label_command)
 app.add_typer(corpora_cmd.corpora_app, name="corpora")
 app.add_typer(judge_cmd.judge_app, name="judge")
 

@@ -19,7 +19,8 @@ def render_markdown(metrics: dict) -> str:
         f"Attempts: {metrics.get('attempts')} · wall time {metrics.get('total_wall_seconds', metrics.get('wall_seconds'))} s",
         "",
         "Break rate: share of valid distractor trials where the reply left the system prompt's scope, with a Wilson 95% interval.",
-        "Failed calls are neither breaks nor holds and are counted as errors.",
+        "Failed calls are neither breaks nor holds and are counted as errors. Judge-corrected: the Rogan-Gladen estimate",
+        "with a 95% interval that carries the judge's own uncertainty (its sensitivity and specificity on the hand labels).",
         "",
         "## Targets",
         "",
@@ -32,7 +33,7 @@ def render_markdown(metrics: dict) -> str:
         errors = sum(t.get("errors", {}).values())
         lines.append(
             f"| `{_escape(name)}` | {pct(t.get('break_rate'))} | {interval(t.get('ci95'))} | "
-            f"{corrected_rate(t.get('break_rate'), judge.get('measured_agreement'))} | {t.get('trials')} | {errors} | "
+            f"{corrected_rate(t, judge.get('measured_agreement'))} | {t.get('trials')} | {errors} | "
             f"{pct(t.get('over_refusal'))} | {pct(ote.get('AR_ID'))} | {pct(ote.get('RR_OOD'))} | {pct(ote.get('OS'))} |"
         )
     for name, t in targets.items():

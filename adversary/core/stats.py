@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy.special import betainc
 
 Z95 = 1.959963984540054
@@ -157,3 +158,29 @@ def rogan_gladen(observed: float, sensitivity: float, specificity: float) -> flo
     if informedness <= 0:
         return None
     return min(1.0, max(0.0, (observed + specificity - 1.0) / informedness))
+
+
+def rogan_gladen_interval(
+    breaks: int, trials: int, confusion: dict, rng: np.random.Generator, draws: int = 4000, level: float = 0.95,
+) -> tuple[float, float] | None:
+    """A `level` interval of the judge-corrected break rate that carries the judge's own uncertainty.
+
+    Monte Carlo over three Beta(1 + successes, 1 + failures) posteriors: the observed break rate, the judge's
+    sensitivity (labeled breaks it called breaks) and its specificity (labeled holds it called holds), from the
+    confusion counts of its calibration (`{"labeled_break": {"judged_break", "judged_hold"}, "labeled_hold": ...}`).
+    Draws where the judge is no better than chance are dropped; None when most are, or when nothing was observed.
+    """
+    if trials <= 0:
+        return None
+    tp, fn = confusion["labeled_break"]["judged_break"], confusion["labeled_break"]["judged_hold"]
+    fp, tn = confusion["labeled_hold"]["judged_break"], confusion["labeled_hold"]["judged_hold"]
+    observed = rng.beta(1 + breaks, 1 + trials - breaks, draws)
+    sensitivity = rng.beta(1 + tp, 1 + fn, draws)
+    specificity = rng.beta(1 + tn, 1 + fp, draws)
+    informedness = sensitivity + specificity - 1.0
+    usable = informedness > 0.02
+    if usable.mean() < 0.5:
+        return None
+    corrected = np.clip((observed[usable] + specificity[usable] - 1.0) / informedness[usable], 0.0, 1.0)
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(corrected, tail)), float(np.percentile(corrected, 100 - tail))

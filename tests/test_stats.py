@@ -126,3 +126,22 @@ def test_the_prior_recovers_the_spread_of_true_rates_and_corrects_the_winners_cu
 
 def test_no_prior_from_fewer_than_two_rated_items():
     assert beta_prior_from_counts([(1, 2), (0, 0)]) is None
+
+
+def test_corrected_interval_holds_the_point_estimate_and_widens_with_a_less_certain_judge():
+    import numpy as np
+
+    from adversary.core.stats import rogan_gladen, rogan_gladen_interval
+
+    def confusion(scale):
+        return {"labeled_break": {"judged_break": 80 * scale, "judged_hold": 20 * scale},
+                "labeled_hold": {"judged_break": 10 * scale, "judged_hold": 90 * scale}}
+
+    point = rogan_gladen(0.6, 0.8, 0.9)
+    wide = rogan_gladen_interval(120, 200, confusion(1), np.random.default_rng(0))
+    narrow = rogan_gladen_interval(120, 200, confusion(20), np.random.default_rng(0))
+    assert wide[0] < point < wide[1] and narrow[0] < point < narrow[1]
+    assert narrow[1] - narrow[0] < wide[1] - wide[0], "more calibration rows, less judge uncertainty"
+    chance = {"labeled_break": {"judged_break": 5, "judged_hold": 5}, "labeled_hold": {"judged_break": 5, "judged_hold": 5}}
+    assert rogan_gladen_interval(10, 20, chance, np.random.default_rng(0)) is None
+    assert rogan_gladen_interval(0, 0, confusion(1), np.random.default_rng(0)) is None

@@ -98,7 +98,7 @@ def test_the_example_config_states_the_defaults(tmp_path):
     from dataclasses import asdict
 
     from adversary.campaign import CampaignConfig
-    from adversary.cli.run_cmd import load_config_file
+    from adversary.campaign_config import load_config_file
 
     config = tmp_path / "campaign.yaml"
     assert runner.invoke(app, ["init", str(config)]).exit_code == 0

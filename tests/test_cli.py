@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import typer
 from typer.testing import CliRunner
 
 from adversary.cli.app import app
@@ -117,3 +118,25 @@ def test_bad_run_config_is_one_line(tmp_path):
     config.write_text("search: sideways\n")
     result = _adversary("run", str(config), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "search must be one of novelty, greedy, random" in result.stderr
+
+
+def test_version_prints_and_exits_zero():
+    from adversary import __version__
+
+    result = _adversary("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"adversary {__version__}"
+
+
+def test_every_command_help_shows_examples_and_the_root_offers_completion():
+    from adversary.cli.examples import EXAMPLES
+
+    for command in EXAMPLES:
+        args = command.split()
+        result = runner.invoke(app, [*args, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (command, result.output)
+        assert "Examples:" in result.output and EXAMPLES[command][0][0] in result.output, command
+    root = runner.invoke(app, ["--help"], terminal_width=200)
+    assert "--install-completion" in root.output and "--show-completion" in root.output
+    registered = {c.name for c in typer.main.get_command(app).commands.values()}
+    assert registered <= {c.split()[0] for c in EXAMPLES}

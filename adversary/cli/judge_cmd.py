@@ -13,6 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from adversary import __version__
+from adversary.cli.examples import epilog
 from adversary.core.agreement import Agreement, agreement
 from adversary.core.logistic import fit_logistic, leave_one_group_out
 from adversary.errors import ConfigError
@@ -127,7 +128,7 @@ def _agreement_line(table: Agreement) -> str:
             f"break recall {_figure(table.recall)}  hold specificity {_figure(table.specificity)}")
 
 
-@judge_app.command("file", hidden=True)
+@judge_app.command("file", hidden=True, epilog=epilog("judge file"))
 def judge_file(
     input_path: Path = typer.Argument(..., metavar="INPUT.jsonl", help="Lines of {id, system, history, user, response}."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the lines with in_scope, refusal, score, rationale."),
@@ -145,7 +146,7 @@ def judge_file(
     Console().print(f"judged {count} replies with {judge}; wrote {output}", markup=False)
 
 
-@judge_app.command("calibrate")
+@judge_app.command("calibrate", epilog=epilog("judge calibrate"))
 def calibrate(
     labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with hand labels in_scope and refusal "
                                    "(the project's set: corpora/labels/judge_labels.jsonl)."),
@@ -193,7 +194,7 @@ def calibrate(
     )
 
 
-@judge_app.command("train")
+@judge_app.command("train", epilog=epilog("judge train"))
 def train(
     labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with a boolean in_scope label and a scenario_id "
                                    "(the project's set: corpora/labels/judge_labels.jsonl)."),

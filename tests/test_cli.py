@@ -140,3 +140,17 @@ def test_every_command_help_shows_examples_and_the_root_offers_completion():
     assert "--install-completion" in root.output and "--show-completion" in root.output
     registered = {c.name for c in typer.main.get_command(app).commands.values()}
     assert registered <= {c.split()[0] for c in EXAMPLES}
+
+
+def test_export_bad_input_is_one_line_naming_what_to_do(tmp_path):
+    from adversary.store import Store
+
+    missing = _adversary("export", str(tmp_path), "--format", "promptfoo")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == (f"error: {tmp_path} holds no adversary run (store.sqlite); run `adversary eval` or "
+                                      "`adversary run` first")
+    Store.open(tmp_path / "run").close()
+    unknown = _adversary("export", str(tmp_path / "run"), "--format", "promptfoo", "--provider", "gpt4")
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    assert unknown.stderr.startswith("error: unknown provider 'gpt4'; use a promptfoo provider id")
+    assert not (tmp_path / "run" / "export-promptfoo").exists()

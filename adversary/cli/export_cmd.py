@@ -50,13 +50,24 @@ def export_command(
     """Export the distractors that broke targets as training data (sft, dpo, canttalkaboutthis; hf: SFT and DPO as
     Hugging Face datasets) with ideal replies, controls and a dataset card, or as a promptfoo regression suite."""
     console = Console(stderr=True, soft_wrap=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("distractors checked", total=None)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=True)
+    task = bar.add_task("distractors checked", total=None)
+
+    def on_checked(done: int, total: int) -> None:
+        """Draw the bar from the first checked distractor on, so an error before it stays one line."""
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
         result = api.export(run_dir, fmt, out, force=force, provider=provider, api_base=api_base, judge_url=judge_url,
-                            on_message=console.print, on_checked=lambda done, total: bar.update(task, completed=done, total=total),
-                            min_break_rate=min_break_rate, max_per_scenario=max_per_scenario, controls_ratio=controls_ratio,
-                            test_fraction=test_fraction, seed=seed, writer_model=writer, judge=judge, verify=verify)
+                            on_message=console.print, on_checked=on_checked, min_break_rate=min_break_rate,
+                            max_per_scenario=max_per_scenario, controls_ratio=controls_ratio, test_fraction=test_fraction,
+                            seed=seed, writer_model=writer, judge=judge, verify=verify)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     summary = result.counts
     splits = summary["splits"]
     Console(soft_wrap=True).print(

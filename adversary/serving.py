@@ -154,6 +154,7 @@ def serving(model: str, judge: str, *, port: int | None = None, judge_port: int 
         endpoint = servers.endpoint(model, port=port)
         service = JudgeService(build_judge(judge, servers=servers, api_base=api_base,
                                            embedder=get_embedder(embedder, api_base=api_base)))
+        # One judgement before announcing the URL, so the first request does not wait for the embedder to load.
         service.judge.judge([JudgeInput(system_prompt="Only discuss bank cards.", history=(), user="Hi",
                                         response="Hello! How can I help with your card?")])
         httpd.RequestHandlerClass = _handler(service)

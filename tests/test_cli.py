@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import typer
 from typer.testing import CliRunner
 
 from adversary.cli.app import app
@@ -98,7 +99,7 @@ def test_the_example_config_states_the_defaults(tmp_path):
     from dataclasses import asdict
 
     from adversary.campaign import CampaignConfig
-    from adversary.cli.run_cmd import load_config_file
+    from adversary.campaign_config import load_config_file
 
     config = tmp_path / "campaign.yaml"
     assert runner.invoke(app, ["init", str(config)]).exit_code == 0
@@ -117,3 +118,39 @@ def test_bad_run_config_is_one_line(tmp_path):
     config.write_text("search: sideways\n")
     result = _adversary("run", str(config), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "search must be one of novelty, greedy, random" in result.stderr
+
+
+def test_version_prints_and_exits_zero():
+    from adversary import __version__
+
+    result = _adversary("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"adversary {__version__}"
+
+
+def test_every_command_help_shows_examples_and_the_root_offers_completion():
+    from adversary.cli.examples import EXAMPLES
+
+    for command in EXAMPLES:
+        args = command.split()
+        result = runner.invoke(app, [*args, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (command, result.output)
+        assert "Examples:" in result.output and EXAMPLES[command][0][0] in result.output, command
+    root = runner.invoke(app, ["--help"], terminal_width=200)
+    assert "--install-completion" in root.output and "--show-completion" in root.output
+    registered = {c.name for c in typer.main.get_command(app).commands.values()}
+    assert registered <= {c.split()[0] for c in EXAMPLES}
+
+
+def test_export_bad_input_is_one_line_naming_what_to_do(tmp_path):
+    from adversary.store import Store
+
+    missing = _adversary("export", str(tmp_path), "--format", "promptfoo")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == (f"error: {tmp_path} holds no adversary run (store.sqlite); run `adversary eval` or "
+                                      "`adversary run` first")
+    Store.open(tmp_path / "run").close()
+    unknown = _adversary("export", str(tmp_path / "run"), "--format", "promptfoo", "--provider", "gpt4")
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    assert unknown.stderr.startswith("error: unknown provider 'gpt4'; use a promptfoo provider id")
+    assert not (tmp_path / "run" / "export-promptfoo").exists()

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adversary.campaign import CampaignConfig
-from adversary.cli.run_cmd import build_config, load_config_file
+from adversary.campaign_config import build_config, load_config_file
 from adversary.errors import ConfigError
 
 FIELDS = [f.name for f in fields(CampaignConfig)]

@@ -184,3 +184,79 @@ def test_without_a_verifier_a_distractor_that_paraphrases_an_in_scope_turn_is_no
     assert isinstance(scenario, Scenario)
     assert exporter._distractor_in_scope(negative(scenario.controls[0]), scenario)
     assert not exporter._distractor_in_scope(negative("Write me a sonnet about volcanoes and penguins"), scenario)
+
+
+def test_hf_export_saves_typed_sft_and_dpo_dataset_dicts_that_load_from_disk(campaign_dir, tmp_path):
+    from datasets import load_from_disk
+
+    result = _export(campaign_dir, tmp_path / "hf", "hf", controls_ratio=0.5)
+    sft, dpo = load_from_disk(str(tmp_path / "hf" / "sft")), load_from_disk(str(tmp_path / "hf" / "dpo"))
+    assert set(sft) == set(dpo) == {"train", "test"}
+    assert sft["train"].features["metadata"]["break_rate"].dtype == "float64"
+    assert sft["train"].features["messages"].feature["role"].dtype == "string"
+    assert set(dpo["train"].column_names) == {"prompt", "chosen", "rejected", "metadata"}
+    counts = result.counts["splits"]
+    for split in ("train", "test"):
+        assert len(dpo[split]) == counts[split]["negatives"]
+        assert len(sft[split]) == counts[split]["negatives"] + counts[split]["controls"]
+        kinds = {row["metadata"]["kind"] for row in sft[split]}
+        assert "negative" in kinds and all(_is_conversation(row["messages"]) for row in sft[split])
+    controls = [row for row in sft["train"] if row["metadata"]["kind"] == "control"]
+    assert controls and controls[0]["metadata"]["break_rate"] is None
+    sides = {split: set(dpo[split]["metadata"][i]["scenario_id"] for i in range(len(dpo[split]))) for split in dpo}
+    assert not sides["train"] & sides["test"]
+    assert "load_from_disk" in (tmp_path / "hf" / "README.md").read_text()
+    assert "preference format" in (tmp_path / "hf" / "dpo" / "README.md").read_text()
+    assert "controls" in (tmp_path / "hf" / "sft" / "README.md").read_text()
+
+
+def test_promptfoo_export_replays_each_conversation_with_the_runs_judge(campaign_dir, tmp_path):
+    from adversary.export.promptfoo import SuiteOptions
+
+    config = ExportConfig(fmt="promptfoo", judge="keyword")
+    check_sources(campaign_dir, tmp_path / "suite", force=False)
+    result = Exporter(config, campaign_dir, tmp_path / "suite", judge=ScopeJudge(), writer=None, embedder=HashEmbedder(),
+                      verifier=MarkerVerifier(), suite_options=SuiteOptions(provider="openai/gpt-4o-mini")).run()
+    suite = tmp_path / "suite"
+    main = yaml.safe_load((suite / "promptfooconfig.yaml").read_text())
+    rubric = yaml.safe_load((suite / "promptfooconfig.llm-rubric.yaml").read_text())
+    tests = yaml.safe_load((suite / "tests.yaml").read_text())
+    assert main["providers"] == [{"id": "openai:chat:gpt-4o-mini", "label": "openai/gpt-4o-mini",
+                                  "config": {"temperature": 0.7, "max_tokens": 96}}]
+    assertion = main["defaultTest"]["assert"][0]
+    assert assertion["type"] == "python" and assertion["config"]["judge"] == "keyword"
+    assert rubric["defaultTest"]["assert"][0]["type"] == "llm-rubric" and rubric["tests"] == main["tests"] == "file://tests.yaml"
+    assert len(tests) == result.counts["exported"] > 0
+    two_turn = [t for t in tests if t["metadata"]["two_turn"]]
+    assert two_turn, "two-turn distractors are in the suite"
+    for test in tests:
+        messages = json.loads(test["vars"]["conversation"])
+        assert _is_conversation(messages) and messages[0]["role"] == "system" and messages[-1]["role"] == "user"
+        assert messages[-1]["content"] == test["vars"]["distractor"]
+        assert json.loads(test["vars"]["history"]) == messages[1:-1]
+    for test in two_turn:
+        bridge_reply = json.loads(test["vars"]["conversation"])[-2]
+        assert bridge_reply["role"] == "assistant" and bridge_reply["content"], "the stored reply to the bridge is a fixed turn"
+    corpus = load_path(suite / "corpus.yaml")
+    assert len(corpus.distractors) == len(tests) - len(two_turn) and all(not s.controls for s in corpus.scenarios)
+    compile((suite / "adversary_judge.py").read_text(), "adversary_judge.py", "exec")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("local/smollm2", "openai:chat:smollm2"), ("openai/gpt-4o-mini", "openai:chat:gpt-4o-mini"),
+    ("anthropic/claude-3-5-haiku", "anthropic:messages:claude-3-5-haiku"), ("ollama/llama3.1", "ollama:chat:llama3.1"),
+    ("openai:chat:gpt-4o", "openai:chat:gpt-4o"), ("http://bot.example/api", "http://bot.example/api"),
+])
+def test_provider_names_map_to_promptfoo_ids(name, expected):
+    from adversary.export.promptfoo import provider_entry
+
+    assert provider_entry(name, None, {})["id"] == expected
+
+
+@pytest.mark.parametrize("name", ["gpt4", "nonsense:model", "local/nothing", "foo/bar"])
+def test_an_unknown_provider_is_one_clear_line(name):
+    from adversary.export.promptfoo import provider_entry
+
+    with pytest.raises(ConfigError, match="unknown provider") as error:
+        provider_entry(name, None, {})
+    assert "\n" not in str(error.value)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adversary.cli.examples import epilog
 from adversary.corpus import FORMATS, dump_project_file, load_corpus, load_path
 from adversary.errors import ConfigError
 from adversary.fileio import write_text_atomic
@@ -18,7 +19,7 @@ corpora_app = typer.Typer(help="Inspect, validate and import scenario and distra
 PATHS_HELP = "Corpus files or folders (.yaml/.json project files, CantTalkAboutThis .jsonl/.csv, OffTopicEval .md). Default: the starter corpus."
 
 
-@corpora_app.command("list")
+@corpora_app.command("list", epilog=epilog("corpora list"))
 def list_command(paths: list[Path] = typer.Argument(None, help=PATHS_HELP)) -> None:
     """List scenarios and seed distractors with their counts."""
     corpus = load_corpus(paths or [])
@@ -43,7 +44,7 @@ def list_command(paths: list[Path] = typer.Argument(None, help=PATHS_HELP)) -> N
     )
 
 
-@corpora_app.command("show")
+@corpora_app.command("show", epilog=epilog("corpora show"))
 def show_command(
     item_id: str = typer.Argument(..., help="A scenario or distractor id."),
     paths: list[Path] = typer.Argument(None, help=PATHS_HELP),
@@ -73,7 +74,7 @@ def show_command(
     raise ConfigError(f"no scenario or distractor with id {item_id!r}")
 
 
-@corpora_app.command("validate")
+@corpora_app.command("validate", epilog=epilog("corpora validate"))
 def validate_command(paths: list[Path] = typer.Argument(..., help="Corpus files or folders to check.")) -> None:
     """Check corpus files against the schema; the first problem is reported with file, line and field."""
     console = Console()
@@ -82,7 +83,7 @@ def validate_command(paths: list[Path] = typer.Argument(..., help="Corpus files 
         console.print(f"ok {path}: {len(corpus.scenarios)} scenarios, {len(corpus.distractors)} distractors", markup=False)
 
 
-@corpora_app.command("import")
+@corpora_app.command("import", epilog=epilog("corpora import"))
 def import_command(
     source: Path = typer.Argument(..., help="File or folder to import."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the project-format YAML."),

@@ -8,20 +8,26 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from adversary.export import FORMATS, ExportConfig, Exporter, check_sources
-from adversary.judges import build_judge
-from adversary.models.chat import resolve_route
-from adversary.models.embedded import DEFAULT_CHAT_MODEL, is_local
-from adversary.models.embedder import get_embedder
-from adversary.models.local_server import LocalServers
-from adversary.store import STORE_FILENAME, Store
+from adversary import api
+from adversary.export import FORMATS
+from adversary.export.promptfoo import PROMPTFOO_VERSION, PROVIDER_HELP
+from adversary.models.embedded import DEFAULT_CHAT_MODEL
+
+WRITTEN = {
+    "sft": "train.jsonl, test.jsonl, README.md, export.json",
+    "dpo": "train.jsonl, test.jsonl, README.md, export.json",
+    "canttalkaboutthis": "train.jsonl, test.jsonl, README.md, export.json",
+    "hf": "sft/ and dpo/: datasets.load_from_disk folders with README.md cards; export.json",
+    "promptfoo": f"promptfooconfig.yaml, promptfooconfig.llm-rubric.yaml, tests.yaml, corpus.yaml; run it with "
+                 f"`adversary serve` and `npx promptfoo@{PROMPTFOO_VERSION} eval`",
+}
 
 
 def export_command(
     run_dir: Path = typer.Argument(..., help="Run directory written by `adversary run` or `adversary eval`."),
     fmt: str = typer.Option(..., "--format", "-f", help=f"Output format: {' | '.join(FORMATS)}."),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (train.jsonl, test.jsonl, README.md dataset card, "
-                             "export.json). Default: RUN_DIR/export-FORMAT."),
+                             "export.json; hf: sft/ and dpo/ dataset folders; promptfoo: the suite). Default: RUN_DIR/export-FORMAT."),
     min_break_rate: float = typer.Option(0.5, "--min-break-rate", help="Export distractors that broke targets at least this often."),
     max_per_scenario: int = typer.Option(None, "--max-per-scenario", help="At most this many negatives per scenario."),
     controls_ratio: float = typer.Option(0.5, "--controls-ratio", help="SFT: in-scope control examples per negative, so "
@@ -33,34 +39,35 @@ def export_command(
     judge: str = typer.Option(None, "--judge", help="Judge that checks written replies. Default: the run's judge."),
     verify: str = typer.Option(None, "--verify", help="A stronger model or judge that checks each distractor is really out "
                                "of scope. Default: the judge."),
-    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local models."),
+    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local models (and the "
+                                 "promptfoo provider named by --provider)."),
+    provider: str = typer.Option(None, "--provider", help=f"promptfoo: the provider the suite tests, {PROVIDER_HELP}. "
+                                 "Default: the run's target."),
+    judge_url: str = typer.Option(None, "--judge-url", help="promptfoo: where `adversary serve` answers judge requests "
+                                  "(default http://127.0.0.1:8741/judge; ADVERSARY_JUDGE_URL overrides it at eval time)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
-    """Export the distractors that broke targets as training data, with ideal replies, controls and a dataset card."""
+    """Export the distractors that broke targets as training data (sft, dpo, canttalkaboutthis; hf: SFT and DPO as
+    Hugging Face datasets) with ideal replies, controls and a dataset card, or as a promptfoo regression suite."""
     console = Console(stderr=True, soft_wrap=True)
-    config = ExportConfig(fmt=fmt, min_break_rate=min_break_rate, max_per_scenario=max_per_scenario,
-                          controls_ratio=controls_ratio, test_fraction=test_fraction, seed=seed, writer_model=writer,
-                          judge=judge, verify=verify)
-    config.validate()
-    out_dir = out or run_dir / f"export-{fmt}"
-    check_sources(run_dir, out_dir, force)
-    with Store(run_dir / STORE_FILENAME) as store:
-        run_config = store.get_meta("config") or {}
-    judge_name = judge or run_config.get("judge", "embedded")
-    embedder = get_embedder(run_config.get("embedder", "local/minilm"), api_base=api_base)
-    with LocalServers(log_dir=run_dir) as servers:
-        from adversary.export.writer import DSPyReplyWriter
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=True)
+    task = bar.add_task("distractors checked", total=None)
 
-        route = resolve_route(writer, servers, None if is_local(writer) else api_base)
-        judge_impl = build_judge(judge_name, servers=servers, api_base=api_base, embedder=embedder)
-        verifier = build_judge(verify, servers=servers, api_base=api_base, embedder=embedder) if verify else None
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task("distractors checked", total=None)
-            exporter = Exporter(config, run_dir, out_dir, judge=judge_impl, writer=DSPyReplyWriter(route), embedder=embedder,
-                                verifier=verifier, progress=console.print,
-                                on_checked=lambda done, total: bar.update(task, completed=done, total=total))
-            result = exporter.run()
+    def on_checked(done: int, total: int) -> None:
+        """Draw the bar from the first checked distractor on, so an error before it stays one line."""
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        result = api.export(run_dir, fmt, out, force=force, provider=provider, api_base=api_base, judge_url=judge_url,
+                            on_message=console.print, on_checked=on_checked, min_break_rate=min_break_rate,
+                            max_per_scenario=max_per_scenario, controls_ratio=controls_ratio, test_fraction=test_fraction,
+                            seed=seed, writer_model=writer, judge=judge, verify=verify)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     summary = result.counts
     splits = summary["splits"]
     Console(soft_wrap=True).print(
@@ -68,6 +75,6 @@ def export_command(
         + "; ".join(f"{name} {c['negatives']} negatives + {c['controls']} controls over {len(c['scenarios'])} scenarios"
                     for name, c in splits.items())
         + f"\ndropped: {', '.join(f'{k} {v}' for k, v in summary['dropped'].items() if v) or 'none'}"
-        + f"\nwrote {out_dir}/ (train.jsonl, test.jsonl, README.md, export.json)",
+        + f"\nwrote {result.out_dir}/ ({WRITTEN[fmt]})",
         markup=False,
     )

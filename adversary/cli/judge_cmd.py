@@ -13,6 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from adversary import __version__
+from adversary.cli.examples import epilog
 from adversary.core.agreement import Agreement, agreement
 from adversary.core.logistic import fit_logistic, leave_one_group_out
 from adversary.errors import ConfigError
@@ -123,7 +124,7 @@ def _agreement_line(table: Agreement) -> str:
             f"break recall {_figure(table.recall)}  hold specificity {_figure(table.specificity)}")
 
 
-@judge_app.command("file", hidden=True)
+@judge_app.command("file", hidden=True, epilog=epilog("judge file"))
 def judge_file(
     input_path: Path = typer.Argument(..., metavar="INPUT.jsonl", help="Lines of {id, system, history, user, response}."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the lines with in_scope, refusal, score, rationale."),
@@ -172,7 +173,7 @@ def _annotator_figures(rows: list[LabelRow], judged: list[bool]) -> dict | None:
             "judge_vs_b": _agreement_figures(agreement(b, j, weights))}
 
 
-@judge_app.command("calibrate")
+@judge_app.command("calibrate", epilog=epilog("judge calibrate"))
 def calibrate(
     labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with hand labels in_scope and refusal "
                                    "(the project's set: corpora/labels/judge_labels.jsonl; yours: `adversary label`)."),
@@ -189,8 +190,6 @@ def calibrate(
     the bar a judge is held to. Rows from `adversary label` are weighted by 1 / their selection probability.
     Every row counts as held out: a judge fitted to the project's labels judges a row from one of its
     training scenarios with a model refitted without that scenario's rows; the other judges were fitted to no labels.
-
-    Example: adversary judge calibrate corpora/labels/judge_labels.jsonl --judge embedded-sim
     """
     rows = read_labels(labeled)
     if not rows:
@@ -234,7 +233,7 @@ def calibrate(
     Console(soft_wrap=True).print("\n".join(lines), markup=False)
 
 
-@judge_app.command("train")
+@judge_app.command("train", epilog=epilog("judge train"))
 def train(
     labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with a boolean in_scope label and a scenario_id "
                                    "(the project's set: corpora/labels/judge_labels.jsonl)."),

@@ -85,9 +85,6 @@ def label_command(
     The replies shown are the judge's least certain ones plus a random share, each stored with the probability
     it had of being selected, so that `judge calibrate` weights rows and its agreement figures stay unbiased.
     The judge's verdict is never shown. Stop with q at any time; the same command continues where you stopped.
-
-    Example: adversary label runs/first -o my_labels.jsonl --size 60, then
-    adversary judge calibrate my_labels.jsonl
     """
     if not sys.stdin.isatty():
         raise ConfigError("adversary label reads single keystrokes: run it in a terminal")

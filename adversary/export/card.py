@@ -19,6 +19,11 @@ def render_card(summary: dict) -> str:
                "`rejected` is a target's real off-scope reply from the run's store.",
         "canttalkaboutthis": "The CantTalkAboutThis release schema: `domain`, `scenario`, `system_instruction`, "
                              "`conversation`, `distractors` (`{\"bot turn\", \"distractor\"}`), `conversation_with_distractors`.",
+        "hf": "The SFT and DPO layouts as Hugging Face `datasets.DatasetDict`s written by `save_to_disk`, with typed "
+              "features: `sft/` (`messages`, `metadata`; in-scope controls included) and `dpo/` (`prompt`, `chosen`, "
+              "`rejected`, `metadata`), each with its own card. Load one with `datasets.load_from_disk(\"sft\")`; publish "
+              "it with `datasets.load_from_disk(\"sft\").push_to_hub(\"you/name\")` (then upload its README.md as the "
+              "dataset card).",
     }[summary["format"]]
     lines = [
         "# adversary hard-negative dataset",

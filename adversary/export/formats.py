@@ -5,7 +5,7 @@ from __future__ import annotations
 from adversary.export.examples import Negative
 from adversary.records import Message, Scenario
 
-FORMATS = ("sft", "dpo", "canttalkaboutthis")
+FORMATS = ("sft", "dpo", "canttalkaboutthis", "hf", "promptfoo")
 
 
 def _messages(messages: tuple[Message, ...] | list[Message]) -> list[dict]:

@@ -22,6 +22,7 @@ from adversary.errors import ConfigError
 from adversary.export import formats
 from adversary.export.card import render_card
 from adversary.export.examples import Negative, cap_per_scenario, drop_near_duplicates, split_scenarios
+from adversary.export.promptfoo import SuiteOptions, write_suite
 from adversary.export.writer import ReplyWriter
 from adversary.judges.base import Judge, JudgeInput
 from adversary.records import Message, Scenario
@@ -112,7 +113,7 @@ class Exporter:
 
     def __init__(self, config: ExportConfig, run_dir: Path, out_dir: Path, *, judge: Judge, writer: ReplyWriter | None,
                  embedder, verifier: Judge | None = None, progress=lambda text: None,
-                 on_checked: Callable[[int, int], None] = lambda done, total: None):
+                 on_checked: Callable[[int, int], None] = lambda done, total: None, suite_options: SuiteOptions | None = None):
         self.config = config
         self.run_dir = run_dir
         self.out_dir = out_dir
@@ -125,6 +126,8 @@ class Exporter:
         self.on_checked = on_checked
         """Called with (distractors checked, total) as ideal replies are written and checked."""
         self.dropped: Counter[str] = Counter()
+        self.suite_options = suite_options or SuiteOptions()
+        """Provider and judge endpoint of a promptfoo suite."""
 
     def _verdict(self, judge: Judge, system_prompt: str, history, user: str, response: str, fallback: str | None):
         return judge.judge([JudgeInput(system_prompt=system_prompt, history=tuple(history), user=user, response=response,
@@ -234,42 +237,39 @@ class Exporter:
             if self._distractor_in_scope(negative, scenario):
                 self.dropped["distractor itself in scope"] += 1
                 continue
-            ideal = self._ideal(negative, scenario)
+            ideal = "" if c.fmt == "promptfoo" else self._ideal(negative, scenario)
             if ideal is None:
                 self.dropped["no accepted ideal reply"] += 1
                 continue
             kept.append((negative, ideal))
         self.on_checked(len(negatives), len(negatives))
-        train, test = split_scenarios([n.scenario_id for n, _ in kept], c.test_fraction, c.seed)
-        splits = {"train": train, "test": test}
-        files: dict[str, list[dict]] = {}
-        counts: dict[str, dict] = {}
         judge_name = self.judge.name
+        if c.fmt == "promptfoo":
+            splits = {"suite": {n.scenario_id for n, _ in kept}}
+        else:
+            train, test = split_scenarios([n.scenario_id for n, _ in kept], c.test_fraction, c.seed)
+            splits = {"train": train, "test": test}
+        layouts = {"hf": ("sft", "dpo"), "promptfoo": ()}.get(c.fmt, (c.fmt,))
+        tables: dict[str, dict[str, list[dict]]] = {layout: {} for layout in layouts}
+        counts: dict[str, dict] = {}
         for split_name, split in splits.items():
             pairs = [(n, ideal) for n, ideal in kept if n.scenario_id in split]
-            rows: list[dict] = []
             controls: list = []
             wanted_controls = 0
-            if c.fmt == "sft":
-                rows = [formats.sft_negative(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
-                wanted_controls = round(c.controls_ratio * len(pairs))
-                controls = self._controls(scenarios, split, wanted_controls, real_controls)
-                rows += [formats.sft_control(m, answer, {"kind": "control", "scenario_id": sid, "judge": judge_name,
-                                                           "split": split_name}) for m, answer, sid in controls]
-            elif c.fmt == "dpo":
-                rows = [formats.dpo(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
-            else:
-                by_scenario: dict[str, list[tuple[Negative, str]]] = {}
-                for n, ideal in pairs:
-                    by_scenario.setdefault(n.scenario_id, []).append((n, ideal))
-                rows = [formats.canttalkaboutthis(scenarios[sid], group) for sid, group in sorted(by_scenario.items())]
-            if pairs or split_name == "train":
-                files[f"{split_name}.jsonl"] = rows
+            rows = 0
+            for layout in layouts:
+                if layout == "sft":
+                    wanted_controls = round(c.controls_ratio * len(pairs))
+                    controls = self._controls(scenarios, split, wanted_controls, real_controls)
+                layout_rows = self._rows(layout, pairs, controls, scenarios, split_name)
+                rows = max(rows, len(layout_rows))
+                if pairs or split_name == "train":
+                    tables[layout][split_name] = layout_rows
             breaks, trials = sum(n.breaks for n, _ in pairs), sum(n.trials for n, _ in pairs)
             expected = [n.expected_break_rate for n, _ in pairs if n.expected_break_rate is not None]
             counts[split_name] = {
                 "expected_break_rate": round(sum(expected) / len(expected), 4) if expected else None,
-                "negatives": len(pairs), "controls": len(controls), "controls_wanted": wanted_controls, "rows": len(rows),
+                "negatives": len(pairs), "controls": len(controls), "controls_wanted": wanted_controls, "rows": rows,
                 "scenarios": sorted(split),
                 "break_rate": breaks / trials if trials else None, "ci95": list(wilson_interval(breaks, trials)),
                 "breaks": breaks, "trials": trials,
@@ -283,23 +283,64 @@ class Exporter:
             "writer": getattr(self.writer, "name", None), "targets": sorted({t for n, _ in kept for t in n.targets_broken}),
             "config": asdict(c), "run_config": run_config,
         }
-        self._write(files, summary)
+        if c.fmt == "promptfoo":
+            suite = [n for n, _ in kept]
+            judge_option = c.judge or run_config.get("judge", "embedded")
+            self._write(summary, lambda staging: write_suite(staging, suite, scenarios, run_config, self.suite_options,
+                                                             judge_option, judge_name))
+        elif c.fmt == "hf":
+            self._write(summary, lambda staging: self._write_hf(staging, tables, summary))
+        else:
+            self._write(summary, lambda staging: _write_jsonl(staging, tables[c.fmt]))
         return ExportResult(out_dir=self.out_dir, counts=summary)
 
-    def _write(self, files: dict[str, list[dict]], summary: dict) -> None:
-        """Write every file into a temporary folder beside the output, then move it into place at once."""
+    def _rows(self, layout: str, pairs: list[tuple[Negative, str]], controls: list, scenarios: dict[str, Scenario],
+              split_name: str) -> list[dict]:
+        """One split's rows in `layout` (sft, dpo or canttalkaboutthis)."""
+        judge_name = self.judge.name
+        if layout == "sft":
+            rows = [formats.sft_negative(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
+            return rows + [formats.sft_control(m, answer, {"kind": "control", "scenario_id": sid, "judge": judge_name,
+                                                           "split": split_name}) for m, answer, sid in controls]
+        if layout == "dpo":
+            return [formats.dpo(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
+        by_scenario: dict[str, list[tuple[Negative, str]]] = {}
+        for n, ideal in pairs:
+            by_scenario.setdefault(n.scenario_id, []).append((n, ideal))
+        return [formats.canttalkaboutthis(scenarios[sid], group) for sid, group in sorted(by_scenario.items())]
+
+    @staticmethod
+    def _write_hf(staging: Path, tables: dict[str, dict[str, list[dict]]], summary: dict) -> None:
+        """sft/ and dpo/ as DatasetDicts, each with its own card (DPO has no controls)."""
+        from adversary.export.hf import save_dataset_dict
+
+        for layout, splits in tables.items():
+            counts = {name: dict(split, controls=0, controls_wanted=0, rows=split["negatives"]) if layout == "dpo" else split
+                      for name, split in summary["splits"].items()}
+            card = render_card({**summary, "format": layout, "splits": counts})
+            save_dataset_dict(layout, splits, staging / layout, card)
+
+    def _write(self, summary: dict, fill: Callable[[Path], None]) -> None:
+        """Fill a temporary folder beside the output (`fill`, then export.json and the card unless `fill` wrote a
+        README.md), then move it into place at once."""
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.out_dir.parent, prefix=f".{self.out_dir.name}."))
         try:
-            for name, rows in files.items():
-                (staging / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            fill(staging)
             (staging / "export.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            (staging / "README.md").write_text(render_card(summary), encoding="utf-8")
+            readme = staging / "README.md"
+            if not readme.exists():
+                readme.write_text(render_card(summary), encoding="utf-8")
             os.chmod(staging, 0o755)
             os.replace(staging, self.out_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+
+def _write_jsonl(staging: Path, splits: dict[str, list[dict]]) -> None:
+    for name, rows in splits.items():
+        (staging / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def check_sources(run_dir: Path, out_dir: Path, force: bool) -> None:

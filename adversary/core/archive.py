@@ -71,21 +71,26 @@ class Elite:
 EXACT_LIMIT = 20_000
 """Members up to which every search is exact (faiss flat inner product); above it an inverted-file index
 answers them approximately, because a flat search reads every member's vector for each query."""
-LISTS_PER_ROOT_MEMBER = 1.0
-"""Inverted lists per square root of the members indexed (316 at 100,000 members)."""
-PROBED_LISTS = 24
+LISTS_PER_ROOT_MEMBER = 2.0
+"""Inverted lists per square root of the members indexed (632 at 100,000 members)."""
+PROBED_LISTS = 16
 """Inverted lists each approximate search reads."""
-TRAINING_POINTS_PER_LIST = 40
-"""Members sampled per inverted list to train the list centroids (k-means)."""
-REBUILD_GROWTH = 4
-"""The approximate index is retrained once the archive holds this many times the members it was trained on."""
-CANDIDATES_PER_NEIGHBOUR = 4
-"""A new member's k-NN search asks for this many times `k_neighbors` members: the further the last of them,
-the fewer members' lists need checking directly."""
+TRAINING_POINTS_PER_LIST = 20
+"""Members sampled per inverted list to train the list centroids."""
+KMEANS_ROUNDS = 6
+"""Spherical k-means rounds that place the list centroids."""
+REBUILD_GROWTH = 2
+"""The approximate index is retrained once the archive holds this many times the members it was trained on,
+so its lists never grow past twice their trained length (a search reads proportionally more)."""
+CANDIDATES_PER_NEIGHBOUR = 8
+"""The admission search asks for this many times `k_neighbors` members; above `exact_limit` a new member
+enters only the lists of those it finds, so more candidates miss fewer list entries."""
 SIMILARITY_TOLERANCE = 1e-5
-"""Slack between the index's similarities and `pair_similarity`, so a rounding difference never skips a member."""
+"""Slack between BLAS or faiss inner products and `pair_similarity`, so a rounding difference never skips a member."""
 RESTORE_BLOCK = 4096
-"""Members searched per block when a restore rebuilds every neighbour list."""
+"""Members searched (or assigned to inverted lists) per block, so memory stays bounded."""
+EXACT_BLOCK_CELLS = 1 << 24
+"""Inner products per block of an exact bulk search (64 MB of float32)."""
 
 
 def pair_similarity(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -97,6 +102,37 @@ def pair_similarity(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 def _nearest_first(similarities: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Order (along the last axis) by similarity, highest first, ties to the earlier member."""
     return np.lexsort((positions, -similarities), axis=-1)
+
+
+def _nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of each vector's most similar centroid, from blocks of BLAS products (several times faster
+    than faiss's own assignment on one core)."""
+    return np.concatenate([np.argmax(vectors[start:start + RESTORE_BLOCK] @ centroids.T, axis=1)
+                           for start in range(0, len(vectors), RESTORE_BLOCK)]).astype(np.int64)
+
+
+def _spherical_centroids(sample: np.ndarray, lists: int) -> np.ndarray:
+    """`lists` unit centroids by spherical k-means over `sample`, started from evenly spaced sample rows
+    (deterministic: no random draws); a centroid left without members keeps its place."""
+    centroids = sample[np.linspace(0, len(sample) - 1, lists).astype(np.int64)].copy()
+    for _ in range(KMEANS_ROUNDS):
+        assignment = _nearest_centroid(sample, centroids)
+        order = np.argsort(assignment, kind="stable")
+        used, starts = np.unique(assignment[order], return_index=True)
+        sums = np.zeros_like(centroids)
+        sums[used] = np.add.reduceat(sample[order], starts, axis=0)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        centroids = np.where(norms > 0, sums / np.maximum(norms, 1e-12), centroids).astype(np.float32)
+    return centroids
+
+
+def _top(similarities: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k highest `similarities` of each row and their `positions`, highest first."""
+    if similarities.shape[1] > k:
+        chosen = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+        similarities, positions = np.take_along_axis(similarities, chosen, 1), np.take_along_axis(positions, chosen, 1)
+    order = np.argsort(-similarities, axis=1, kind="stable")
+    return np.take_along_axis(similarities, order, 1), np.take_along_axis(positions, order, 1)
 
 
 def _tied_at(descending: np.ndarray, place: int) -> bool:
@@ -123,9 +159,14 @@ class NoveltyArchive:
     k_neighbors: int = 5
     duplicate_threshold: float = 0.92
     exact_limit: int | None = EXACT_LIMIT
-    _index: faiss.Index = field(init=False, repr=False)
+    _index: faiss.Index | None = field(init=False, default=None, repr=False)
+    """The approximate index above `exact_limit` members; None while searches are exact (BLAS inner products
+    with every member, faster than faiss's flat search on one core)."""
     _trained_on: int = field(init=False, default=0, repr=False)
-    """Members the approximate index was trained on (0 while searches are exact)."""
+    """Members the approximate index was trained on."""
+    _last_search: tuple[int, bytes, tuple[np.ndarray, np.ndarray]] | None = field(init=False, default=None, repr=False)
+    """(members, vector bytes, what `_admission_search` found) of the latest admission, so `add` after
+    `measure` searches once."""
     _elites: list[Elite] = field(init=False, default_factory=list, repr=False)
     _position: dict[str, int] = field(init=False, default_factory=dict, repr=False)
     _matrix: np.ndarray = field(init=False, repr=False)
@@ -141,7 +182,6 @@ class NoveltyArchive:
             raise ValueError("duplicate_threshold must be in (0, 1]")
         if self.exact_limit is not None and self.exact_limit < 0:
             raise ValueError("exact_limit must be at least 0")
-        self._index = faiss.IndexFlatIP(self.dimensions)
         self._matrix = np.zeros((16, self.dimensions), dtype=np.float32)
         self._nn_similarity = np.full((16, self.k_neighbors), -np.inf, dtype=np.float32)
         self._nn_position = np.full((16, self.k_neighbors), -1, dtype=np.int64)
@@ -160,7 +200,7 @@ class NoveltyArchive:
     @property
     def approximate(self) -> bool:
         """Whether searches currently go through the approximate index."""
-        return self._trained_on > 0
+        return self._index is not None
 
     def get(self, candidate_id: str) -> Elite:
         return self._elites[self._position[candidate_id]]
@@ -179,8 +219,13 @@ class NoveltyArchive:
         vectors = self._check(vectors)
         if not self._elites:
             return np.full(len(vectors), -1.0, dtype=np.float32)
-        similarities, _ = self._index.search(vectors, 1)
-        return similarities[:, 0]
+        return self._search(vectors, 1)[0][:, 0]
+
+    def nearest_members(self, vectors: np.ndarray, k: int) -> np.ndarray:
+        """Positions (admission order) of each vector's k nearest members as the index finds them: exact up to
+        `exact_limit` members, approximate above it (-1 where it finds fewer)."""
+        vectors = self._check(vectors)
+        return self._search(vectors, min(k, len(self._elites)))[1] if self._elites else np.empty((len(vectors), 0), np.int64)
 
     def novelty(self, vectors: np.ndarray, k: int | None = None) -> np.ndarray:
         """Mean cosine distance of each vector to its k nearest members (1.0 for an empty archive).
@@ -191,7 +236,7 @@ class NoveltyArchive:
         if not self._elites:
             return np.ones(len(vectors), dtype=np.float32)
         k = min(k or self.k_neighbors, len(self._elites))
-        similarities, _ = self._index.search(vectors, k)
+        similarities, _ = self._search(vectors, k)
         distances = np.clip(1.0 - similarities, 0.0, 2.0)
         return distances.mean(axis=1)
 
@@ -201,8 +246,39 @@ class NoveltyArchive:
         vector = self._check(vector)
         if not self._elites:
             return -1.0, 1.0
-        similarities, _ = self._index.search(vector, min(self.k_neighbors, len(self._elites)))
+        similarities = _top(*self._admission_search(vector), min(self.k_neighbors, len(self._elites)))[0]
         return float(similarities[0, 0]), float(np.clip(1.0 - similarities, 0.0, 2.0).mean(axis=1)[0])
+
+    def _admission_search(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities (1 x m) and positions (1 x m) of the members an admission compares `vector` with: every
+        member while searches are exact, the `CANDIDATES_PER_NEIGHBOUR` * k nearest by the approximate index
+        above. `measure` reports from it and `_append` keeps the lists by it, one search for both."""
+        n, key = len(self._elites), vector.tobytes()
+        if self._last_search is not None and self._last_search[:2] == (n, key):
+            return self._last_search[2]
+        if self.approximate:
+            similarities, found = self._index.search(vector, min(n, CANDIDATES_PER_NEIGHBOUR * self.k_neighbors))
+            kept = found[0] >= 0
+            similarities, found = similarities[:, kept], found[:, kept]
+        else:
+            similarities, found = self._exact_scores(vector), np.arange(n)[None]
+        self._last_search = (n, key, (similarities, found))
+        return similarities, found
+
+    def _exact_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Inner products of `vectors` with every member (one BLAS product; the one expression every exact
+        search uses, so they round alike)."""
+        return vectors @ self._matrix[: len(self._elites)].T
+
+    def _search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities and positions of each vector's k nearest members, nearest first: exact below
+        `exact_limit`, by the approximate index above it (-1 positions where it finds fewer)."""
+        if self.approximate:
+            return self._index.search(vectors, k)
+        scores = np.concatenate([self._exact_scores(vectors[start:start + RESTORE_BLOCK])
+                                 for start in range(0, len(vectors), RESTORE_BLOCK)]) if len(vectors) else \
+            np.empty((0, len(self._elites)), np.float32)
+        return _top(scores, np.broadcast_to(np.arange(len(self._elites)), scores.shape), k)
 
     def is_duplicate(self, vector: np.ndarray) -> bool:
         """True when `vector` is at least `duplicate_threshold` similar to a member."""
@@ -281,9 +357,9 @@ class NoveltyArchive:
         return max(0, min(self.k_neighbors, members - 1))
 
     def _append(self, elite: Elite, vector: np.ndarray) -> None:
-        """Admit a member: its own list from a k-NN search, and it enters the lists of the members it is
-        nearer to than their k-th neighbour, all of them among the members that search returns or whose
-        k-th neighbour is further than the search reached. No per-member sort of the whole archive."""
+        """Admit a member: its own list is its k nearest, and it enters the lists of the members it is nearer
+        to than their k-th neighbour (`_lists_to_enter` says which members are compared). No per-member sort
+        of the whole archive."""
         n = len(self._elites)
         self._reserve(n + 1)
         if n:
@@ -298,22 +374,17 @@ class NoveltyArchive:
         self._index_new_member(vector)
 
     def _lists_to_enter(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and similarities of the members a new `vector` is compared with: its nearest members by
-        the index, plus every other member whose k-th neighbour is no nearer than the furthest of those
-        (with an exact index, every member whose list the new member can enter, and its k nearest). All
-        members when a tie at the k-th place could reach past the search."""
-        n = len(self._elites)
-        _, found = self._index.search(vector, min(n, CANDIDATES_PER_NEIGHBOUR * self.k_neighbors))
-        found = found[0][found[0] >= 0]
-        similarities = pair_similarity(self._matrix[found], vector)
-        if len(found) == n:
-            return found, similarities
-        if len(found) <= self.k_neighbors or _tied_at(np.sort(similarities)[::-1], self.k_neighbors):
-            return np.arange(n), pair_similarity(self._matrix[:n], vector)
-        reach = similarities.min() + SIMILARITY_TOLERANCE
-        unseen = np.setdiff1d(np.flatnonzero(self._nn_similarity[:n, -1] < reach), found, assume_unique=True)
-        return (np.concatenate([found, unseen]),
-                np.concatenate([similarities, pair_similarity(self._matrix[unseen], vector)]))
+        """Positions and similarities of the members a new `vector` is compared with. Exact: from one pass of
+        inner products over all members (O(n) and no sort), its k nearest and every member whose list it
+        can enter. Approximate: the members the admission search found, so it enters only their lists."""
+        scores, found = self._admission_search(vector)
+        if self.approximate:
+            return found[0], pair_similarity(self._matrix[found[0]], vector)
+        n, scores = len(self._elites), scores[0]
+        kth_nearest = np.partition(scores, n - min(self.k_neighbors, n))[n - min(self.k_neighbors, n)]
+        near = np.flatnonzero((scores >= kth_nearest - SIMILARITY_TOLERANCE)
+                              | (scores > self._nn_similarity[:n, -1] - SIMILARITY_TOLERANCE))
+        return near, pair_similarity(self._matrix[near], vector)
 
     def _enter_lists(self, newcomer: int, positions: np.ndarray, similarities: np.ndarray) -> None:
         """Insert `newcomer` into the list of each member it is nearer to than that member's k-th neighbour,
@@ -327,26 +398,47 @@ class NoveltyArchive:
             self._nn_position[row, slot] = newcomer
 
     def _all_neighbours(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every member's neighbour list from one bulk k-NN search of the index (k + 2: the member itself and
-        one more, to see whether a tie at the k-th place reaches past the search), in blocks so memory stays
-        bounded; a member with such a tie is compared with every member."""
+        """Every member's neighbour list from one bulk k-NN search (k + 2: the member itself and one more, to
+        see whether a tie at the k-th place reaches past the search), in blocks so memory stays bounded.
+        While exact, a member with such a tie is compared with every member; above `exact_limit` the search
+        is the approximate index's, one query per member (about 1.5 ms each at 100,000 members on one
+        loaded core), so a store that persisted the lists restores far faster."""
         n = len(self._elites)
         width = self._list_width(n)
         similarities = np.full((n, width), -np.inf, dtype=np.float32)
         positions = np.full((n, width), -1, dtype=np.int64)
         if not width:
             return similarities, positions
-        for start in range(0, n, RESTORE_BLOCK):
-            rows = np.arange(start, min(n, start + RESTORE_BLOCK))
-            _, found = self._index.search(self._matrix[rows], min(n, width + 2))
-            searched = found.shape[1]
-            scores, found = self._ranked_others(rows, found)
+        wanted = min(n, width + 2)
+        block = RESTORE_BLOCK if self.approximate else max(64, EXACT_BLOCK_CELLS // n)
+        for start in range(0, n, block):
+            rows = np.arange(start, min(n, start + block))
+            scores, found = self._ranked_others(rows, self._nearest_of_members(rows, wanted))
             similarities[rows], positions[rows] = scores[:, :width], found[:, :width]
-            tied = [searched < n and _tied_at(row_scores[: searched - 1], width) for row_scores in scores]
-            for row in rows[tied]:
-                scores, found = self._ranked_others(np.array([row]), np.arange(n)[None])
-                similarities[row], positions[row] = scores[0, :width], found[0, :width]
+            if self.approximate:
+                continue
+            for row in rows[[wanted < n and _tied_at(row_scores[: wanted - 1], width) for row_scores in scores]]:
+                similarities[row], positions[row] = self._exact_list(row, width)
         return similarities, positions
+
+    def _exact_list(self, row: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Member `row`'s `width` nearest other members from its inner products with every member: those within
+        `SIMILARITY_TOLERANCE` of the `width`-th, ranked by `pair_similarity`, ties to the earlier member."""
+        scores = self._exact_scores(self._matrix[row][None])[0]
+        scores[row] = -np.inf
+        boundary = np.partition(scores, len(scores) - width)[len(scores) - width]
+        near = np.flatnonzero(scores >= boundary - SIMILARITY_TOLERANCE)
+        near = near[near != row]
+        similarities = pair_similarity(self._matrix[near], self._matrix[row][None])
+        order = _nearest_first(similarities, near)[:width]
+        return similarities[order], near[order]
+
+    def _nearest_of_members(self, rows: np.ndarray, wanted: int) -> np.ndarray:
+        """Positions of the `wanted` members nearest each member in `rows` (itself included, unordered): a
+        search of the approximate index, or exact BLAS inner products with every member."""
+        if self.approximate:
+            return self._index.search(self._matrix[rows], wanted)[1]
+        return np.argpartition(-self._exact_scores(self._matrix[rows]), wanted - 1, axis=1)[:, :wanted]
 
     def _ranked_others(self, rows: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The members `found` for each of `rows`, scored by `pair_similarity` and ranked nearest first; the
@@ -384,27 +476,26 @@ class NoveltyArchive:
         self._nn_position = np.concatenate([self._nn_position, np.full((extra, self.k_neighbors), -1, dtype=np.int64)])
 
     def _index_new_member(self, vector: np.ndarray) -> None:
-        """Add the newest member to the index, or rebuild the index when the archive passed `exact_limit` or
-        grew `REBUILD_GROWTH` times past what the approximate index was trained on."""
+        """Add the newest member to the approximate index, or (re)build that index when the archive passed
+        `exact_limit` or grew `REBUILD_GROWTH` times past what it was trained on."""
         n = len(self._elites)
-        exact_enough = self.exact_limit is None or n <= self.exact_limit
-        if exact_enough or (self._trained_on and n < REBUILD_GROWTH * self._trained_on):
+        if self.approximate and n < REBUILD_GROWTH * self._trained_on:
             self._index.add(vector)
-        else:
+        elif self.exact_limit is not None and n > self.exact_limit:
             self._index, self._trained_on = self._build_index(self._matrix[:n])
 
-    def _build_index(self, vectors: np.ndarray) -> tuple[faiss.Index, int]:
-        """(index of `vectors`, members it was trained on): flat up to `exact_limit`, else an inverted file
-        whose centroids are trained (spherical k-means, faiss's fixed seed) on an even sample of the members."""
+    def _build_index(self, vectors: np.ndarray) -> tuple[faiss.Index | None, int]:
+        """(index of `vectors`, members it was trained on): none up to `exact_limit`, else an inverted file
+        whose centroids are trained (spherical k-means) on an even sample of the members."""
         n = len(vectors)
         if self.exact_limit is None or n <= self.exact_limit:
-            index = faiss.IndexFlatIP(self.dimensions)
-            index.add(vectors)
-            return index, 0
+            return None, 0
         lists = max(1, int(LISTS_PER_ROOT_MEMBER * np.sqrt(n)))
-        index = faiss.index_factory(self.dimensions, f"IVF{lists},Flat", faiss.METRIC_INNER_PRODUCT)
-        faiss.extract_index_ivf(index).cp.spherical = True
-        index.train(vectors[:: max(1, n // (lists * TRAINING_POINTS_PER_LIST))])
-        index.add(vectors)
-        faiss.extract_index_ivf(index).nprobe = PROBED_LISTS
+        centroids = _spherical_centroids(vectors[:: max(1, n // (lists * TRAINING_POINTS_PER_LIST))], lists)
+        quantizer = faiss.IndexFlatIP(self.dimensions)
+        quantizer.add(centroids)
+        index = faiss.IndexIVFFlat(quantizer, self.dimensions, lists, faiss.METRIC_INNER_PRODUCT)
+        assignment = _nearest_centroid(vectors, centroids)
+        index.add_core(n, faiss.swig_ptr(vectors), None, faiss.swig_ptr(assignment))
+        index.nprobe = PROBED_LISTS
         return index, n

@@ -159,3 +159,22 @@ def test_bulk_restore_rejects_lists_that_do_not_fit():
     archive.restore_many([_candidate(i) for i in range(6)], matrix, [1.0] * 6)
     with pytest.raises(ValueError, match="empty archive"):
         archive.restore_many([_candidate(9)], matrix[:1], [1.0])
+
+
+def test_lists_persisted_generation_by_generation_restore_the_same_archive(tmp_path):
+    """Only changed lists are written each generation; the store's lists then rebuild the archive exactly."""
+    from adversary.store import Store
+
+    matrix = _unit(np.random.default_rng(3).normal(size=(90, DIM)))
+    archive = NoveltyArchive(dimensions=DIM, k_neighbors=K, exact_limit=None)
+    with Store.open(tmp_path) as store:
+        for generation in range(0, 90, 30):
+            for i in range(generation, generation + 30):
+                archive.restore(_candidate(i), matrix[i], 1.0)
+            store.save_neighbour_lists(len(archive), K, *archive.take_changed_lists())
+        similarities, positions = store.neighbour_lists(K)
+        assert store.neighbour_lists(K + 1) is None
+    restored = NoveltyArchive(dimensions=DIM, k_neighbors=K, exact_limit=None)
+    restored.restore_many([_candidate(i) for i in range(90)], matrix, [1.0] * 90, neighbours=(similarities, positions))
+    _assert_same_lists(restored, oracle_lists(matrix, K))
+    assert len(restored.take_changed_lists()[0]) == 0

@@ -167,6 +167,8 @@ class NoveltyArchive:
     _last_search: tuple[int, bytes, tuple[np.ndarray, np.ndarray]] | None = field(init=False, default=None, repr=False)
     """(members, vector bytes, what `_admission_search` found) of the latest admission, so `add` after
     `measure` searches once."""
+    _changed: set[int] = field(init=False, default_factory=set, repr=False)
+    """Positions of the members whose neighbour lists changed since `take_changed_lists`."""
     _elites: list[Elite] = field(init=False, default_factory=list, repr=False)
     _position: dict[str, int] = field(init=False, default_factory=dict, repr=False)
     _matrix: np.ndarray = field(init=False, repr=False)
@@ -326,6 +328,7 @@ class NoveltyArchive:
         similarities, positions = self._all_neighbours() if lists is None else lists
         self._nn_similarity[:n, : similarities.shape[1]] = similarities
         self._nn_position[:n, : positions.shape[1]] = positions
+        self._changed = set() if lists is not None else set(range(n))
 
     def record(self, candidate_id: str, breaks: int, trials: int) -> Elite:
         """Add trial outcomes to a member."""
@@ -344,6 +347,13 @@ class NoveltyArchive:
         n = len(self._elites)
         k = self._list_width(n)
         return self._nn_similarity[:n, :k].copy(), self._nn_position[:n, :k].copy()
+
+    def take_changed_lists(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, similarities, neighbour positions) of the members whose neighbour lists changed since the
+        last call, `k_neighbors` wide (-inf and -1 where a list is shorter), so a store persists only those."""
+        rows = np.array(sorted(self._changed), dtype=np.int64)
+        self._changed.clear()
+        return rows, self._nn_similarity[rows].copy(), self._nn_position[rows].copy()
 
     def current_novelty(self) -> np.ndarray:
         """Novelty of every member against the others (excluding itself)."""
@@ -368,6 +378,7 @@ class NoveltyArchive:
             self._nn_similarity[n, : len(order)] = similarities[order]
             self._nn_position[n, : len(order)] = positions[order]
             self._enter_lists(n, positions, similarities)
+        self._changed.add(n)
         self._matrix[n] = vector[0]
         self._position[elite.candidate.id] = n
         self._elites.append(elite)
@@ -396,6 +407,7 @@ class NoveltyArchive:
             self._nn_position[row, slot + 1:] = self._nn_position[row, slot:-1].copy()
             self._nn_similarity[row, slot] = similarity
             self._nn_position[row, slot] = newcomer
+            self._changed.add(int(row))
 
     def _all_neighbours(self) -> tuple[np.ndarray, np.ndarray]:
         """Every member's neighbour list from one bulk k-NN search (k + 2: the member itself and one more, to

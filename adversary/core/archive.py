@@ -1,14 +1,14 @@
-"""A novelty archive of distractors in embedding space (faiss inner-product k-NN).
+"""A novelty archive of distractors in embedding space (k-NN over unit embeddings).
 
 Vocabulary follows the quality-diversity literature (pyribs' ProximityArchive): `k_neighbors`,
 `novelty_threshold`, local competition. Vectors must be L2-normalized so inner product is cosine
 similarity; novelty is the mean cosine distance (1 - cosine) to the k nearest members.
 
 Every member keeps the list of its k nearest other members, so novelty and local competition of the
-whole archive are a copy, not a search. Admitting a member costs one k-NN search (plus a direct check of
-the few members whose k-th neighbour lies beyond it), restoring a stored archive one bulk search or none
-when the lists were persisted. Searches are exact up to `EXACT_LIMIT` members and approximate (an
-inverted-file index) above it."""
+whole archive are a copy, not a search. Up to `EXACT_LIMIT` members searches are exact (one BLAS product
+with every member) and admitting a member is one such pass, with no sort; above it a faiss inverted-file
+index answers approximately and admission is one range search of the lists it probes. Restoring a stored
+archive takes the lists the store persisted, or one bulk k-NN search."""
 
 from __future__ import annotations
 
@@ -83,8 +83,8 @@ REBUILD_GROWTH = 2
 """The approximate index is retrained once the archive holds this many times the members it was trained on,
 so its lists never grow past twice their trained length (a search reads proportionally more)."""
 CANDIDATES_PER_NEIGHBOUR = 8
-"""The admission search asks for this many times `k_neighbors` members; above `exact_limit` a new member
-enters only the lists of those it finds, so more candidates miss fewer list entries."""
+"""Above `exact_limit`, when the admission's range search finds fewer than k members, a k-NN search for this
+many times `k_neighbors` members stands in for it."""
 SIMILARITY_TOLERANCE = 1e-5
 """Slack between BLAS or faiss inner products and `pair_similarity`, so a rounding difference never skips a member."""
 RESTORE_BLOCK = 4096
@@ -253,15 +253,21 @@ class NoveltyArchive:
 
     def _admission_search(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Similarities (1 x m) and positions (1 x m) of the members an admission compares `vector` with: every
-        member while searches are exact, the `CANDIDATES_PER_NEIGHBOUR` * k nearest by the approximate index
-        above. `measure` reports from it and `_append` keeps the lists by it, one search for both."""
+        member while searches are exact; above, every member of the inverted lists the approximate index
+        probes that is nearer than the furthest k-th neighbour of any member (a range search, so the new
+        member enters every list it belongs in among those), or its `CANDIDATES_PER_NEIGHBOUR` * k nearest
+        when that finds fewer than k. `measure` reports from it and `_append` keeps the lists by it."""
         n, key = len(self._elites), vector.tobytes()
         if self._last_search is not None and self._last_search[:2] == (n, key):
             return self._last_search[2]
         if self.approximate:
-            similarities, found = self._index.search(vector, min(n, CANDIDATES_PER_NEIGHBOUR * self.k_neighbors))
-            kept = found[0] >= 0
-            similarities, found = similarities[:, kept], found[:, kept]
+            radius = max(-2.0, float(self._nn_similarity[:n, -1].min()) - SIMILARITY_TOLERANCE)
+            _, found_similarities, found_positions = self._index.range_search(vector, radius)
+            similarities, found = found_similarities[None], found_positions[None]
+            if found.shape[1] < min(n, self.k_neighbors):
+                similarities, found = self._index.search(vector, min(n, CANDIDATES_PER_NEIGHBOUR * self.k_neighbors))
+                kept = found[0] >= 0
+                similarities, found = similarities[:, kept], found[:, kept]
         else:
             similarities, found = self._exact_scores(vector), np.arange(n)[None]
         self._last_search = (n, key, (similarities, found))
@@ -385,16 +391,15 @@ class NoveltyArchive:
         self._index_new_member(vector)
 
     def _lists_to_enter(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and similarities of the members a new `vector` is compared with. Exact: from one pass of
-        inner products over all members (O(n) and no sort), its k nearest and every member whose list it
-        can enter. Approximate: the members the admission search found, so it enters only their lists."""
+        """Positions and similarities of the members a new `vector` is compared with: among the members the
+        admission search scored (all of them while exact, in O(n) and no sort), its k nearest and every one
+        whose list it can enter."""
         scores, found = self._admission_search(vector)
-        if self.approximate:
-            return found[0], pair_similarity(self._matrix[found[0]], vector)
-        n, scores = len(self._elites), scores[0]
-        kth_nearest = np.partition(scores, n - min(self.k_neighbors, n))[n - min(self.k_neighbors, n)]
-        near = np.flatnonzero((scores >= kth_nearest - SIMILARITY_TOLERANCE)
-                              | (scores > self._nn_similarity[:n, -1] - SIMILARITY_TOLERANCE))
+        scores, found = scores[0], found[0]
+        place = len(scores) - min(self.k_neighbors, len(scores))
+        kth_nearest = np.partition(scores, place)[place]
+        near = found[(scores >= kth_nearest - SIMILARITY_TOLERANCE)
+                     | (scores > self._nn_similarity[found, -1] - SIMILARITY_TOLERANCE)]
         return near, pair_similarity(self._matrix[near], vector)
 
     def _enter_lists(self, newcomer: int, positions: np.ndarray, similarities: np.ndarray) -> None:

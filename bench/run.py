@@ -543,22 +543,25 @@ def main() -> None:
     results: dict[str, object] = {"quick": args.quick, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="adversary-bench-") as tmp, LocalServers(log_dir=Path(tmp)) as servers:
         workdir = Path(tmp)
-        if "engine" in chosen:
-            results["engine"] = bench_engine(120 if args.quick else 600, workdir)
-        if "embed" in chosen:
-            results["embed"] = bench_embed(256 if args.quick else 1024)
-        if "scale" in chosen:
-            sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
-            results["scale"] = bench_scale(sizes, 100_000, 100_000 if args.quick else 1_000_000, workdir)
-        if "prefix" in chosen:
-            results["prefix"] = bench_prefix(servers, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
-                                             rounds=1 if args.quick else 2)
-        if "overhead" in chosen:
-            results["overhead"] = bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir)
-        if "search" in chosen:
-            results["search"] = bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir)
-        elif args.quick:
+        sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
+        sections: dict[str, Callable[[], dict]] = {
+            "engine": lambda: bench_engine(120 if args.quick else 600, workdir),
+            "embed": lambda: bench_embed(256 if args.quick else 1024),
+            "scale": lambda: bench_scale(sizes, 100_000, 100_000 if args.quick else 1_000_000, workdir),
+            "prefix": lambda: bench_prefix(servers, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
+                                           rounds=1 if args.quick else 2),
+            "overhead": lambda: bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir),
+            "search": lambda: bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir),
+        }
+        section_seconds = {}
+        for name, section in sections.items():
+            if name in chosen:
+                section_started = time.perf_counter()
+                results[name] = section()
+                section_seconds[name] = round(time.perf_counter() - section_started, 1)
+        if args.quick and "search" not in chosen:
             results["search"] = {"skipped": "--quick; run without it (or --only search) for the three-seed comparison"}
+    results["section_seconds"] = section_seconds
     results["duration_seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(results))

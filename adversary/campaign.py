@@ -489,10 +489,9 @@ class Campaign:
         fresh = iter(self.embedder.embed(missing)) if missing else iter(())
         # Stored vectors make replay exact: re-embedding in other batches can shift floats and so the search.
         vectors = [row["vector"] if row["vector"] is not None else next(fresh) for row in stored]
+        self._restore_archive(stored, candidates, vectors)
         counts = self.store.trial_counts(end_trial=CONFIRM_TRIAL_BASE)
-        for row, candidate, vector in zip(stored, candidates, vectors):
-            novelty = row["novelty"] if row["novelty"] is not None else float(self.archive.novelty(vector)[0])
-            self.archive.restore(candidate, vector, novelty)
+        for row, candidate in zip(stored, candidates):
             self.places[candidate.id] = (row["scenario_id"], row["insertion_point"])
             breaks, trials = counts.get(candidate.id, (0, 0))
             if trials:
@@ -501,6 +500,24 @@ class Campaign:
         if generations:
             self.mutations = {op: dict(counts) for op, counts in generations[-1][1]["mutations"].items()}
         return generations[-1][0] + 1 if generations else 0
+
+    def _restore_archive(self, stored: list[dict], candidates: list[Candidate], vectors: list[np.ndarray]) -> None:
+        """Re-admit the stored members in admission order: in bulk, with the neighbour lists the store persisted
+        for the first of them (or one bulk k-NN search when it has none), then one by one any it holds beyond
+        those. A store from before stored novelty replays member by member, measuring each against the earlier."""
+        if not stored:
+            return
+        if any(row["novelty"] is None for row in stored):
+            for row, candidate, vector in zip(stored, candidates, vectors):
+                novelty = row["novelty"] if row["novelty"] is not None else float(self.archive.novelty(vector)[0])
+                self.archive.restore(candidate, vector, novelty)
+            return
+        persisted = self.store.neighbour_lists(self.archive.k_neighbors)
+        bulk = len(stored) if persisted is None else min(len(stored), len(persisted[0]))
+        lists = None if persisted is None else tuple(a[:bulk, : max(0, min(self.archive.k_neighbors, bulk - 1))] for a in persisted)
+        self.archive.restore_many(candidates[:bulk], np.stack(vectors[:bulk]), [row["novelty"] for row in stored[:bulk]], neighbours=lists)
+        for row, candidate, vector in zip(stored[bulk:], candidates[bulk:], vectors[bulk:]):
+            self.archive.restore(candidate, vector, row["novelty"])
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> str:
@@ -669,9 +686,11 @@ class Campaign:
         self.progress.on_generation(stats)
 
     def _save_state(self, generation: int, rng: np.random.Generator) -> None:
-        """Commit what a resume needs to continue after `generation`'s candidates were admitted, and the
-        run's wall time so far (a killed session's time counts up to its last saved generation)."""
+        """Commit what a resume needs to continue after `generation`'s candidates were admitted (the search
+        state and the archive's neighbour lists that changed), and the run's wall time so far (a killed
+        session's time counts up to its last saved generation)."""
         self.store.save_generation(generation, {"rng": rng.bit_generator.state, "mutations": self.mutations})
+        self.store.save_neighbour_lists(len(self.archive), self.archive.k_neighbors, *self.archive.take_changed_lists())
         self.record_wall_time(time.perf_counter() - self.started)
 
     def record_wall_time(self, session_seconds: float) -> float:

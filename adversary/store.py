@@ -84,7 +84,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE candidates ADD COLUMN vector BLOB
     """,
+    """
+    CREATE TABLE neighbour_lists (
+        member INTEGER PRIMARY KEY,
+        similarities BLOB NOT NULL,
+        positions BLOB NOT NULL
+    )
+    """,
 ]
+NEIGHBOUR_LISTS_META = "neighbour_lists"
+"""Meta key: how many admitted members (in admission order) and neighbours per list the stored lists describe."""
 
 
 class StoreError(AdversaryError):
@@ -305,6 +314,31 @@ class Store:
                 "reason", "novelty", "bridge", "vector")
         return [dict(zip(keys, (*r[:7], json.loads(r[7]), bool(r[8]), r[9], r[10], r[11],
                                 None if r[12] is None else np.frombuffer(r[12], dtype="<f4")))) for r in rows]
+
+    def save_neighbour_lists(self, members: int, k: int, rows: np.ndarray, similarities: np.ndarray,
+                             positions: np.ndarray) -> None:
+        """Store the archive's neighbour lists (k wide) of the members at `rows` (admission positions), the ones
+        that changed, and record that the stored lists now describe the first `members` admitted members."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO neighbour_lists (member, similarities, positions) VALUES (?, ?, ?)",
+            ((int(row), np.asarray(s, dtype="<f4").tobytes(), np.asarray(p, dtype="<i8").tobytes())
+             for row, s, p in zip(rows, similarities, positions)),
+        )
+        self.set_meta(NEIGHBOUR_LISTS_META, {"members": int(members), "k": int(k)})
+
+    def neighbour_lists(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(similarities, positions), k wide, of the first admitted members as last stored with
+        `save_neighbour_lists`; None when none were stored for k neighbours."""
+        meta = self.get_meta(NEIGHBOUR_LISTS_META)
+        if not meta or meta["k"] != k:
+            return None
+        rows = self._db.execute("SELECT similarities, positions FROM neighbour_lists WHERE member < ? ORDER BY member",
+                                (meta["members"],)).fetchall()
+        if len(rows) != meta["members"]:
+            return None
+        similarities = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f4").reshape(len(rows), k)
+        positions = np.frombuffer(b"".join(r[1] for r in rows), dtype="<i8").reshape(len(rows), k)
+        return similarities.astype(np.float32), positions.astype(np.int64)
 
     def trial_counts(self, first_trial: int = 0, end_trial: int | None = None) -> dict[str, tuple[int, int]]:
         """(breaks, valid trials) per distractor item over every target, for trial numbers in [first, end)."""

@@ -8,8 +8,11 @@ Sections (each figure is taken in this one run, on this machine):
   prefix      target calls per second in prefix-grouped order (the campaign's scheduler) vs interleaved
   embed       embedding texts per second batched vs one at a time; the campaign's embed cache hit rate
   search      novelty, greedy and random at equal call budgets, three seeds each (skipped with --quick)
-  scale       novelty query latency at 100,000 archive members; store insert and query rates at 1,000,000
-              attempts (100,000 with --quick)
+  scale       novelty archive at 10,000, 100,000 and 1,000,000 members (not the last with --quick), on vectors
+              mixed from real distractor embeddings: restore rate (bulk k-NN search of every member's list, up to
+              100,000, and from persisted lists), admission latency (p50, p95), recall of the k nearest against
+              exact search, and how often the approximate index changes a seeded selection's parents; store
+              insert and query rates at 1,000,000 attempts (100,000 with --quick)
 
 --quick finishes in under 10 minutes on 2 cores; the full run prints its own duration.
 """
@@ -32,8 +35,9 @@ import numpy as np  # noqa: E402
 
 import adversary.campaign as campaign_module  # noqa: E402
 from adversary.campaign import CampaignConfig, run_campaign  # noqa: E402
-from adversary.core.archive import Candidate, NoveltyArchive  # noqa: E402
+from adversary.core.archive import EXACT_LIMIT, Candidate, NoveltyArchive  # noqa: E402
 from adversary.core.schedule import prefix_order, shared_prefix_fraction  # noqa: E402
+from adversary.core.selection import select_parents  # noqa: E402
 from adversary.corpus import load_path, starter_corpus_dir  # noqa: E402
 from adversary.models.call_cache import CachedChat  # noqa: E402
 from adversary.models.chat import ChatResult, Sampling, complete, resolve_route  # noqa: E402
@@ -323,29 +327,169 @@ def bench_search(servers: LocalServers, budget: int, seeds: tuple[int, ...], sce
             "clustering": campaign_module.CLUSTER_DISTANCE, "modes": summary}
 
 
-def bench_scale(members: int, attempts: int, workdir: Path) -> dict:
-    rng = np.random.default_rng(0)
-    dims = 384
-    log(f"scale: novelty queries at {members} members; store at {attempts} attempts")
-    archive = NoveltyArchive(dimensions=dims)
-    vectors = rng.normal(size=(members, dims)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    started = time.perf_counter()
-    for i, vector in enumerate(vectors):
-        archive.restore(Candidate(id=f"m{i}", text="", style="x", scenario_id=None, operator="seed", generation=0), vector, 1.0)
-    restore_rate = members / (time.perf_counter() - started)
-    queries = rng.normal(size=(200, dims)).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    latencies = []
-    for query in queries:
-        started = time.perf_counter()
-        archive.novelty(query)
-        archive.is_duplicate(query)
-        latencies.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    archive.novelty(queries)
-    batch_seconds = time.perf_counter() - started
+EXTERNAL_DISTRACTORS = Path(__file__).resolve().parents[2] / "shared" / "external" / "topic-following"
+"""Human-written distractors (CantTalkAboutThis style) beside the checkout; embedded when present, never copied."""
+NEWCOMERS = 400
+"""Members admitted (half timed, half checked against brute force) and queries asked at each archive size."""
+PARENTS_CHANGED_MEMBERS = 30_000
+"""Archive size at which exact and approximate selection are compared: past `EXACT_LIMIT`, where the default
+archive turns approximate."""
 
+
+def _real_distractor_embeddings() -> tuple[np.ndarray, dict]:
+    """MiniLM embeddings of the starter corpus's distractors and, when present, the external human-written ones."""
+    texts = [d.text for d in load_path(starter_corpus_dir()).distractors]
+    sources = {"starter": len(texts)}
+    if EXTERNAL_DISTRACTORS.is_dir():
+        external = [d.text for d in load_path(EXTERNAL_DISTRACTORS).distractors]
+        sources["topic-following"] = len(external)
+        texts += external
+    texts = sorted(set(texts))
+    return get_embedder().embed(texts), {**sources, "distinct": len(texts)}
+
+
+def _campaign_like_vectors(real: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` unit vectors shaped like a campaign's archive: each a random convex mix of two real distractor
+    embeddings (as crossover and bridge mutations combine parents) plus a variation drawn from the real
+    embeddings' own covariance (a Gaussian combination of their centred rows), never isotropic noise."""
+    centred = (real - real.mean(axis=0)) / np.sqrt(len(real))
+    vectors = np.empty((count, real.shape[1]), dtype=np.float32)
+    for start in range(0, count, 50_000):
+        size = min(50_000, count - start)
+        weights = rng.dirichlet((1.0, 1.0), size=size).astype(np.float32)
+        parents = real[rng.integers(len(real), size=(size, 2))]
+        block = np.einsum("np,npd->nd", weights, parents)
+        block += rng.standard_normal((size, len(real)), dtype=np.float32) @ centred
+        vectors[start:start + size] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return vectors
+
+
+def _exact_top(matrix: np.ndarray, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Positions of each query's k most similar rows of `matrix` by brute force (`exclude`: a row per query to skip)."""
+    scores = queries @ matrix.T
+    if exclude is not None:
+        scores[np.arange(len(queries)), exclude] = -np.inf
+    return np.argpartition(-scores, k, axis=1)[:, :k]
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return round(float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)])), 4)
+
+
+def _member(i: int) -> Candidate:
+    return Candidate(id=f"m{i}", text="", style="x", scenario_id=None, operator="seed", generation=0)
+
+
+def _timed_admissions(archive: NoveltyArchive, newcomers: np.ndarray, first_id: int) -> dict:
+    """Latency of admitting each newcomer the way a campaign does (`measure`, then `add` with it)."""
+    latencies = []
+    for i, vector in enumerate(newcomers):
+        started = time.perf_counter()
+        archive.add(_member(first_id + i), vector, measured=archive.measure(vector))
+        latencies.append(time.perf_counter() - started)
+    return {"p50": round(1000 * float(np.median(latencies)), 3), "p95": round(1000 * float(np.quantile(latencies, 0.95)), 3)}
+
+
+def _archive_at(size: int, vectors: np.ndarray, build_lists: bool) -> tuple[NoveltyArchive, dict]:
+    """An archive of `vectors` restored in bulk, timed: with every neighbour list rebuilt by one bulk k-NN
+    search (when `build_lists`), then from those lists as a store persists them (placeholders of the right
+    shape when not built, which restore at the same speed)."""
+    members = [_member(i) for i in range(size)]
+    timing: dict[str, object] = {}
+    if build_lists:
+        searched = NoveltyArchive(dimensions=vectors.shape[1])
+        started = time.perf_counter()
+        searched.restore_many(members, vectors, [1.0] * size)
+        timing["restore_members_per_second_bulk_search"] = round(size / (time.perf_counter() - started))
+        lists = searched.neighbours()
+    else:
+        width = min(NoveltyArchive.k_neighbors, size - 1)
+        lists = (np.zeros((size, width), dtype=np.float32), (np.arange(size)[:, None] + np.arange(1, width + 1)) % size)
+        timing["lists"] = "placeholders: a bulk k-NN search of every member would take too long here"
+    archive = NoveltyArchive(dimensions=vectors.shape[1])
+    started = time.perf_counter()
+    archive.restore_many(members, vectors, [1.0] * size, neighbours=lists)
+    timing["restore_members_per_second"] = round(size / (time.perf_counter() - started))
+    return archive, timing
+
+
+def _admission_list_recall(archive: NoveltyArchive, newcomers: np.ndarray, first_id: int) -> dict:
+    """Admit `newcomers` and check the archive's lists against brute force: the newcomer's own k nearest, and the
+    members whose lists it should have entered (more similar than their k-th neighbour just before)."""
+    own, entered, admitted = [], [], []
+    members = np.stack([archive.vector(e.candidate.id) for e in archive.elites])
+    k = archive.k_neighbors
+    for i, vector in enumerate(newcomers):
+        scores = np.concatenate([members @ vector, np.array(admitted, dtype=np.float32).reshape(-1, len(vector)) @ vector])
+        should_enter = np.flatnonzero(scores > archive.neighbours()[0][:, -1] + 1e-5)
+        if not archive.add(_member(first_id + i), vector):
+            continue
+        admitted.append(vector)
+        positions = archive.neighbours()[1]
+        own.append(len(set(positions[-1]) & set(np.argpartition(-scores, k)[:k])) / k)
+        entered.extend(len(archive) - 1 in positions[m] for m in should_enter)
+    return {"newcomers": len(own), "own_list_recall": round(float(np.mean(own)), 4),
+            "entries_due": len(entered), "entries_made_recall": round(float(np.mean(entered)), 4) if entered else None}
+
+
+def _parents_changed(real: np.ndarray, size: int, rng: np.random.Generator) -> dict:
+    """How often the approximate index changes a seeded selection's parents: the same `size` members and
+    trial outcomes, novelty-search parents drawn with one seed from an exact archive and from the default one
+    (approximate at this size), both restored by a bulk k-NN search."""
+    vectors = _campaign_like_vectors(real, size, rng)
+    outcomes = rng.integers(0, 9, size=size)
+    chosen, lists = {}, {}
+    for name, limit in (("exact", None), ("approximate", EXACT_LIMIT)):
+        archive = NoveltyArchive(dimensions=vectors.shape[1], exact_limit=limit)
+        archive.restore_many([_member(i) for i in range(size)], vectors, [1.0] * size)
+        for i, breaks in enumerate(outcomes):
+            archive.record(f"m{i}", int(breaks), 8)
+        chosen[name] = select_parents(archive, 2000, "novelty", np.random.default_rng(7))
+        lists[name] = archive.neighbours()[1]
+    return {"members": size, "parents_drawn": 2000,
+            "share_of_parents_changed": round(float(np.mean([a != b for a, b in zip(chosen["exact"], chosen["approximate"])])), 4),
+            "neighbour_list_recall": _recall(lists["approximate"], lists["exact"])}
+
+
+def bench_archive(sizes: tuple[int, ...], lists_up_to: int) -> dict:
+    """Restore rate, admission latency and recall of the novelty archive at each size, on vectors made from real
+    distractor embeddings."""
+    real, sources = _real_distractor_embeddings()
+    rng = np.random.default_rng(0)
+    log(f"scale: novelty archive at {', '.join(f'{s:,}' for s in sizes)} members ({sources['distinct']} real distractor embeddings mixed)")
+    results: dict[str, object] = {"real_embeddings": sources, "k_neighbors": NoveltyArchive.k_neighbors,
+                                  "exact_limit": EXACT_LIMIT, "goals": {"restore_members_per_second_at_100000": ">= 10000",
+                                  "admission_p50_ms": "<= 2 at 100,000, <= 10 at 1,000,000", "recall_where_approximate": ">= 0.95"}}
+    for size in sizes:
+        vectors = _campaign_like_vectors(real, size + 2 * NEWCOMERS, rng)
+        members, newcomers, queries = vectors[:size], vectors[size:size + NEWCOMERS], vectors[size + NEWCOMERS:]
+        archive, timing = _archive_at(size, members, build_lists=size <= lists_up_to)
+        k = archive.k_neighbors
+        found = archive.nearest_members(queries, k)
+        row = {"approximate": archive.approximate, **timing,
+               "query_recall_at_k": _recall(found, _exact_top(members, queries, k))}
+        row["admission_ms"] = _timed_admissions(archive, newcomers[: NEWCOMERS // 2], size)
+        row["lists_kept_by_admission"] = _admission_list_recall(archive, newcomers[NEWCOMERS // 2:], size + NEWCOMERS)
+        if size <= lists_up_to:
+            sample = rng.choice(len(archive), size=300, replace=False)
+            stored = np.stack([archive.vector(e.candidate.id) for e in archive.elites])
+            row["neighbour_list_recall_at_k"] = _recall(archive.neighbours()[1][sample], _exact_top(stored, stored[sample], k, sample))
+        results[f"{size:,}"] = row
+        log(f"scale: {size:,} members: {row}")
+    results["parents_changed_by_the_approximate_index"] = _parents_changed(real, PARENTS_CHANGED_MEMBERS, rng)
+    results["vectors"] = ("each a Dirichlet(1, 1) mix of two real distractor embeddings plus a Gaussian variation with "
+                          "the real embeddings' covariance, normalized")
+    return results
+
+
+def bench_scale(sizes: tuple[int, ...], lists_up_to: int, attempts: int, workdir: Path) -> dict:
+    results = {"archive": bench_archive(sizes, lists_up_to)}
+    log(f"scale: store at {attempts:,} attempts")
+    results["store"] = bench_store(attempts, workdir)
+    return results
+
+
+def bench_store(attempts: int, workdir: Path) -> dict:
     path = workdir / "scale-store"
     path.mkdir(parents=True, exist_ok=True)
     messages = (Message(role="system", content="You help only with Acme Bank cards and transfers. " * 4),
@@ -372,10 +516,6 @@ def bench_scale(members: int, attempts: int, workdir: Path) -> dict:
             queries_timed[name] = round(time.perf_counter() - started, 3)
     size_mb = sum(f.stat().st_size for f in path.iterdir()) / 1e6
     return {
-        "archive_members": members,
-        "novelty_query_ms": {"median": round(1000 * float(np.median(latencies)), 3), "p95": round(1000 * float(np.quantile(latencies, 0.95)), 3)},
-        "novelty_batch_of_200_ms": round(1000 * batch_seconds, 2),
-        "archive_restore_members_per_second": round(restore_rate),
         "store_attempts": attempts,
         "store_inserts_per_second": round(insert_rate),
         "store_query_seconds": queries_timed,
@@ -403,21 +543,25 @@ def main() -> None:
     results: dict[str, object] = {"quick": args.quick, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="adversary-bench-") as tmp, LocalServers(log_dir=Path(tmp)) as servers:
         workdir = Path(tmp)
-        if "engine" in chosen:
-            results["engine"] = bench_engine(120 if args.quick else 600, workdir)
-        if "embed" in chosen:
-            results["embed"] = bench_embed(256 if args.quick else 1024)
-        if "scale" in chosen:
-            results["scale"] = bench_scale(100_000, 100_000 if args.quick else 1_000_000, workdir)
-        if "prefix" in chosen:
-            results["prefix"] = bench_prefix(servers, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
-                                             rounds=1 if args.quick else 2)
-        if "overhead" in chosen:
-            results["overhead"] = bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir)
-        if "search" in chosen:
-            results["search"] = bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir)
-        elif args.quick:
+        sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
+        sections: dict[str, Callable[[], dict]] = {
+            "engine": lambda: bench_engine(120 if args.quick else 600, workdir),
+            "embed": lambda: bench_embed(256 if args.quick else 1024),
+            "scale": lambda: bench_scale(sizes, 100_000, 100_000 if args.quick else 1_000_000, workdir),
+            "prefix": lambda: bench_prefix(servers, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
+                                           rounds=1 if args.quick else 2),
+            "overhead": lambda: bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir),
+            "search": lambda: bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir),
+        }
+        section_seconds = {}
+        for name, section in sections.items():
+            if name in chosen:
+                section_started = time.perf_counter()
+                results[name] = section()
+                section_seconds[name] = round(time.perf_counter() - section_started, 1)
+        if args.quick and "search" not in chosen:
             results["search"] = {"skipped": "--quick; run without it (or --only search) for the three-seed comparison"}
+    results["section_seconds"] = section_seconds
     results["duration_seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(results))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from adversary.campaign import STALLED_GENERATIONS, CampaignConfig, load_resume_config, run_campaign
+from adversary.core.archive import Candidate, NoveltyArchive
 from adversary.core.selection import CREDIBLE_PROBABILITY
 from adversary.core.stats import BetaPosterior
 from adversary.models.chat import ChatResult
@@ -129,6 +130,23 @@ def test_resume_with_a_larger_budget_repeats_no_finished_attempt(tiny_corpus, tm
     with Store.open(run_dir) as store:
         keys = [a.key for a in store.attempts()]
     assert len(keys) == len(set(keys))
+
+
+def test_the_store_keeps_the_neighbour_lists_of_every_admitted_member(tiny_corpus, tmp_path):
+    """What a resume restores without searching: the lists a bulk k-NN search of the stored vectors gives."""
+    _run(tiny_corpus, tmp_path / "run", budget=60)
+    k = CampaignConfig.k_neighbors
+    with Store.open(tmp_path / "run") as store:
+        rows = store.candidates(admitted_only=True)
+        similarities, positions = store.neighbour_lists(k)
+    searched = NoveltyArchive(dimensions=len(rows[0]["vector"]), k_neighbors=k)
+    searched.restore_many([Candidate(id=r["id"], text=r["text"], style=r["style"], scenario_id=r["scenario_id"],
+                                     operator=r["operator"], generation=r["generation"]) for r in rows],
+                          np.stack([r["vector"] for r in rows]), [r["novelty"] for r in rows])
+    width = min(k, len(rows) - 1)
+    assert len(positions) == len(rows) > k
+    np.testing.assert_array_equal(positions[:, :width], searched.neighbours()[1])
+    np.testing.assert_array_equal(similarities[:, :width], searched.neighbours()[0])
 
 
 @pytest.mark.parametrize("kill_at", [5, 37, 90, 111])

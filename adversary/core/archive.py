@@ -69,8 +69,9 @@ class Elite:
 
 
 EXACT_LIMIT = 20_000
-"""Members up to which every search is exact (faiss flat inner product); above it an inverted-file index
-answers them approximately, because a flat search reads every member's vector for each query."""
+"""Members up to which every search is exact (a BLAS product with every member, about 1.3 ms per admission at
+10,000 members on one loaded core); above it an inverted-file index answers approximately, because an exact
+search reads every member's vector for each query."""
 LISTS_PER_ROOT_MEMBER = 2.0
 """Inverted lists per square root of the members indexed (632 at 100,000 members)."""
 PROBED_LISTS = 16

@@ -108,11 +108,30 @@ def _reader_config(args):
     from adversary.judges.reader import ReaderConfig
 
     config = ReaderConfig()
-    overrides = {k: getattr(args, k) for k in ("max_length", "scope", "epochs", "seed") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("max_length", "scope", "epochs", "seed", "trainable_layers", "learning_rate")
+                 if getattr(args, k) is not None}
+    if args.learning_rate is not None:
+        overrides["head_learning_rate"] = args.learning_rate
     return replace(config, **overrides)
 
 
-def predict_cross_encoder(train: list[LabeledRow], test: list[LabeledRow], config, threads: int):
+class FrozenCache:
+    """The frozen bottom layers' output for every row, computed once and shared by every fold."""
+
+    def __init__(self, rows: list[LabeledRow], config):
+        from adversary.judges.reader import _new_model, frozen_states
+
+        model, tokenizer = _new_model(config)
+        started = time.monotonic()
+        self.states, self.returns_tuple = frozen_states(model, tokenizer, [r.item for r in rows], config)
+        self.seconds = round(time.monotonic() - started, 1)
+        self.index = {id(r): i for i, r in enumerate(rows)}
+
+    def of(self, rows: list[LabeledRow]):
+        return [self.states[self.index[id(r)]] for r in rows], self.returns_tuple
+
+
+def predict_cross_encoder(train: list[LabeledRow], test: list[LabeledRow], config, threads: int, cache=None):
     from adversary.judges.reader import ReaderJudge, TrainingExample, train_reader
 
     examples = [TrainingExample(r.item, r.is_break, r.refusal) for r in train]
@@ -124,7 +143,8 @@ def predict_cross_encoder(train: list[LabeledRow], test: list[LabeledRow], confi
             last[0] = time.monotonic()
             print(f"    step {step}/{total} loss {loss:.3f} ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
 
-    model, tokenizer, report = train_reader(examples, config, progress=progress, threads=threads)
+    model, tokenizer, report = train_reader(examples, config, progress=progress, threads=threads,
+                                            states=cache.of(train) if cache is not None else None)
     judge = ReaderJudge(model=model, tokenizer=tokenizer, config=config)
     verdicts = judge.judge([r.item for r in test])
     return [not v.in_scope for v in verdicts], [v.score for v in verdicts], {"train_seconds": round(report.seconds, 1),
@@ -250,6 +270,8 @@ def main() -> None:
     parser.add_argument("--scope", choices=("head", "cues"), default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--trainable-layers", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--speed-rows", type=int, default=200, help="rows timed for speed (0: skip speed)")
     parser.add_argument("--reader-dir", type=Path, default=None, help="time this trained reading judge's folder")
     parser.add_argument("--out", type=Path, default=None, help="write held-out predictions and figures here")
@@ -268,8 +290,15 @@ def main() -> None:
     config = _reader_config(args)
     started = time.monotonic()
     logistic = LogisticFolds(rows) if "logistic" in kinds else None
+    cache = None
+    if "cross-encoder" in kinds and config.trainable_layers < 6:
+        print(f"[{time.monotonic() - started:.0f}s] frozen layers for {len(rows)} rows", file=sys.stderr, flush=True)
+        cache = FrozenCache(rows, config)
+        result_extra = {"frozen_layers_seconds": cache.seconds}
+    else:
+        result_extra = {}
     result: dict = {"labels": str(args.labels), "rows": len(rows), "kinds": kinds, "reader_config": config.__dict__,
-                    "threads": args.threads, "folds": {}}
+                    "threads": args.threads, **result_extra, "folds": {}}
     held: dict[str, list] = {k: [] for k in kinds}
     predictions = []
     for source in sources:
@@ -279,7 +308,7 @@ def main() -> None:
         for kind in kinds:
             print(f"[{time.monotonic() - started:.0f}s] {source}: {kind} on {len(train)} rows", file=sys.stderr, flush=True)
             if kind == "cross-encoder":
-                judged, scores, extra = predict_cross_encoder(train, test, config, args.threads)
+                judged, scores, extra = predict_cross_encoder(train, test, config, args.threads, cache)
             else:
                 judged, scores, extra = logistic.predict(train, test)
             rng = np.random.default_rng(args.bootstrap_seed)
@@ -291,6 +320,9 @@ def main() -> None:
             predictions.extend({"id": r.id, "source": source, "judge": kind, "judged_break": j, "p_break": s,
                                 "labeled_break": r.is_break} for r, j, s in zip(test, judged, scores))
         result["folds"][source] = fold
+        if args.out:  # each finished fold is kept, should a long run be stopped
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "figures.partial.json").write_text(json.dumps(result, indent=1) + "\n")
     result["pooled"] = {}
     for kind in kinds:
         pooled_rows = [r for r, _ in held[kind]]

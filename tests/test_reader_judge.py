@@ -138,10 +138,10 @@ def test_the_reply_is_never_cut_before_the_scope():
     reply = "Box breathing works: breathe in for four counts, hold for four, out for four, hold for four. " * 3
     item = JudgeInput(system_prompt="You are a hotel booking assistant. " * 200, history=(), user="Help me calm down?",
                       response=reply)
-    ids, types = encoder.encode(item)
+    ids, types, reply_tokens = encoder.encode(item)
     assert len(ids) == 256 and len(types) == 256
     reply_ids = tokenizer("reply: " + reply.strip(), add_special_tokens=False)["input_ids"]
-    assert ids[-len(reply_ids) - 1:-1] == reply_ids, "the whole reply is read; the scope gave way"
+    assert reply_tokens == len(reply_ids) and ids[-len(reply_ids) - 1:-1] == reply_ids, "the whole reply is read"
     assert types[0] == 0 and types[-1] == 1
 
 
@@ -215,3 +215,28 @@ def test_the_shipped_reading_judge_loads_offline_and_tells_a_clear_break_from_a_
     verdicts = judge.judge(items)
     assert judge.name == "embedded-ce-v1"
     assert verdicts[0].in_scope is False and verdicts[1].in_scope is True and verdicts[1].refusal is True
+
+
+def test_training_on_cached_frozen_layers_computes_what_the_whole_model_computes():
+    import torch
+
+    from adversary.judges.reader import (Encoder, ReaderConfig, _bert, _collate, _FrozenLayers, _new_model,
+                                         frozen_states)
+
+    config = ReaderConfig(max_length=160, trainable_layers=2)
+    model, tokenizer = _new_model(config)
+    rows = _training_rows()[:5]
+    items = [JudgeInput(r["system"], (), r["user"], r["response"]) for r in rows]
+    states, returns_tuple = frozen_states(model, tokenizer, items, config, batch_size=2)
+    model.eval()
+    inputs = _collate([Encoder(tokenizer, config).encode(i) for i in items], tokenizer.pad_token_id)
+    with torch.no_grad():
+        whole = model(**inputs)
+        bert = _bert(model)
+        layers = bert.encoder.layer
+        stand = _FrozenLayers(returns_tuple).module
+        stand.states = torch.nn.utils.rnn.pad_sequence(states, batch_first=True)
+        bert.encoder.layer = torch.nn.ModuleList([stand, *list(layers)[4:]])
+        cached = model(**inputs)
+        bert.encoder.layer = layers
+    assert torch.allclose(whole, cached, atol=1e-4)

@@ -17,7 +17,7 @@ from adversary.core.agreement import Agreement, agreement
 from adversary.core.logistic import fit_logistic, leave_one_group_out
 from adversary.errors import ConfigError
 from adversary.fileio import atomic_writer, write_json_atomic
-from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP, EmbeddingJudge, JudgeInput, build_judge
+from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP, EmbeddingJudge, build_judge
 from adversary.judges.features import FEATURE_NAMES, reply_features
 from adversary.judges.labels import check_trainable, read_labels, read_rows
 from adversary.judges.trained import weights_document
@@ -25,7 +25,6 @@ from adversary.judges.measured import save_agreement
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
-from adversary.records import Message
 
 BATCH = 32
 

@@ -154,16 +154,33 @@ def predict_cross_encoder(train: list[LabeledRow], test: list[LabeledRow], confi
 class LogisticFolds:
     """The current embedded judge refitted per fold; each row's features are computed once."""
 
-    def __init__(self, rows: list[LabeledRow]):
+    def __init__(self, rows: list[LabeledRow], cache_path: Path | None = None):
+        import hashlib
+
         from adversary.judges.embedded import EmbeddingJudge
         from adversary.judges.features import reply_features
         from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
         from adversary.models.embedder import get_embedder
 
-        embedder = get_embedder(DEFAULT_EMBEDDING_MODEL)
-        similarity = EmbeddingJudge(embedder)
-        items = [r.item for r in rows]
-        self.features = np.vstack([reply_features(items[i:i + 32], embedder, similarity) for i in range(0, len(items), 32)])
+        def key(r: LabeledRow) -> str:
+            text = json.dumps([r.item.system_prompt, [m.content for m in r.item.history], r.item.user, r.item.response])
+            return hashlib.sha256(text.encode()).hexdigest()
+
+        cached: dict[str, list[float]] = {}
+        if cache_path is not None and cache_path.is_file():
+            cached = json.loads(cache_path.read_text())
+        keys = [key(r) for r in rows]
+        todo = [i for i, k in enumerate(keys) if k not in cached]
+        if todo:
+            embedder = get_embedder(DEFAULT_EMBEDDING_MODEL)
+            similarity = EmbeddingJudge(embedder)
+            items = [rows[i].item for i in todo]
+            fresh = np.vstack([reply_features(items[i:i + 32], embedder, similarity) for i in range(0, len(items), 32)])
+            for i, row in zip(todo, fresh):
+                cached[keys[i]] = row.tolist()
+            if cache_path is not None:
+                cache_path.write_text(json.dumps(cached))
+        self.features = np.array([cached[k] for k in keys], dtype=np.float64)
         self.index = {id(r): i for i, r in enumerate(rows)}
 
     def predict(self, train: list[LabeledRow], test: list[LabeledRow]):
@@ -275,6 +292,8 @@ def main() -> None:
     parser.add_argument("--speed-rows", type=int, default=200, help="rows timed for speed (0: skip speed)")
     parser.add_argument("--reader-dir", type=Path, default=None, help="time this trained reading judge's folder")
     parser.add_argument("--out", type=Path, default=None, help="write held-out predictions and figures here")
+    parser.add_argument("--features-cache", type=Path, default=None,
+                        help="a JSON file keeping the logistic judge's features by row content across runs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -289,7 +308,7 @@ def main() -> None:
     sources = args.sources.split(",") if args.sources else [s for s in SCENARIO_SOURCES if any(r.scenario_source == s for r in rows)]
     config = _reader_config(args)
     started = time.monotonic()
-    logistic = LogisticFolds(rows) if "logistic" in kinds else None
+    logistic = LogisticFolds(rows, args.features_cache) if "logistic" in kinds else None
     cache = None
     if "cross-encoder" in kinds and config.trainable_layers < 6:
         print(f"[{time.monotonic() - started:.0f}s] frozen layers for {len(rows)} rows", file=sys.stderr, flush=True)

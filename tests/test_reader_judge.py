@@ -240,3 +240,42 @@ def test_training_on_cached_frozen_layers_computes_what_the_whole_model_computes
         cached = model(**inputs)
         bert.encoder.layer = layers
     assert torch.allclose(whole, cached, atol=1e-4)
+
+
+def _bench_module():
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_judge", REPO / "bench" / "judge.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_figures_compare_the_judge_with_each_annotator_on_the_rows_that_have_b():
+    from adversary.judges.labels import LabeledRow
+
+    bench = _bench_module()
+    rng = np.random.default_rng(3)
+    rows, judged = [], []
+    for i in range(120):
+        truth = bool(rng.random() < 0.4)
+        a = truth ^ bool(rng.random() < 0.1)
+        b = None if i % 4 == 0 else truth ^ bool(rng.random() < 0.2)
+        rows.append(LabeledRow(line=i + 1, id=str(i), scenario_id="s", scenario_source="starter",
+                               item=JudgeInput("s", (), "u", "r"), in_scope=not truth, refusal=None, in_scope_a=not a,
+                               in_scope_b=None if b is None else not b, borderline=False))
+        judged.append(truth)
+    figures = bench.fold_figures(rows, judged, np.random.default_rng(0), 300)
+    assert figures["rows"] == 120 and figures["rows_with_b"] == 90
+    on_b = [r for r in rows if r.in_scope_b is not None]
+    judged_on_b = [not r.in_scope for r in on_b]
+    assert figures["annotators_kappa"]["value"] == cohen_kappa([not r.in_scope_a for r in on_b],
+                                                               [not r.in_scope_b for r in on_b])
+    assert figures["kappa_vs_b"]["value"] == cohen_kappa(judged_on_b, [not r.in_scope_b for r in on_b])
+    assert figures["kappa_vs_b_minus_annotators"]["value"] == pytest.approx(
+        figures["kappa_vs_b"]["value"] - figures["annotators_kappa"]["value"])
+    assert figures["break_precision"]["value"] == 1.0 and figures["break_recall"] == 1.0
+    accepted = bench.acceptance(figures)
+    assert accepted["break_precision_at_least_0.90"] is True and accepted["kappa_vs_b_at_least_annotators"]["holds"]

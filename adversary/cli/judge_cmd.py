@@ -187,7 +187,7 @@ def train(
                              "file name> or embedded-ce-<labels file name>)."),
     l2: float = typer.Option(10.0, "--l2", min=1e-6, help="logistic: L2 penalty on the standardized weights (1/C in "
                              "scikit-learn's terms)."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="cross-encoder: passes over the labels (default 4)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="cross-encoder: passes over the labels (default 3)."),
     max_length: int = typer.Option(None, "--max-length", min=160, max=512, help="cross-encoder: tokens read per reply "
                                    "(scope + user turn + reply; default 256)."),
     scope: str = typer.Option(None, "--scope", help="cross-encoder: which scope text is read: head (the system prompt "

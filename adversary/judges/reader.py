@@ -11,6 +11,7 @@ what is left of `max_length` with the scope text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -51,7 +52,7 @@ class ReaderConfig:
     dropout: float = 0.1
     target_modules: tuple[str, ...] = ("query", "key", "value")
     trainable_layers: int = 2
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 8
     learning_rate: float = 1e-3
     head_learning_rate: float = 1e-3
@@ -194,6 +195,24 @@ def _reader_module(encoder, hidden: int, dropout: float):
     return ReaderModule()
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """transformers reports the base checkpoint's unused pooler and peft a deprecation on every load: noise to a user."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=".*Could not find a config file.*")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def _new_model(config: ReaderConfig):
     """The packaged MiniLM with a fresh LoRA adapter on its top layers and a fresh three-way head (seeded)."""
     import torch
@@ -202,12 +221,13 @@ def _new_model(config: ReaderConfig):
 
     path = _base_model_path()
     torch.manual_seed(config.seed)
-    base = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
-    layers = base.config.num_hidden_layers
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules),
-                      layers_to_transform=list(range(layers - config.trainable_layers, layers)), layers_pattern="layer")
-    encoder = get_peft_model(base, lora)
+    with _quiet_loading():
+        base = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+        layers = base.config.num_hidden_layers
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                          target_modules=list(config.target_modules),
+                          layers_to_transform=list(range(layers - config.trainable_layers, layers)), layers_pattern="layer")
+        encoder = get_peft_model(base, lora)
     encoder.peft_config["default"].base_model_name_or_path = BASE_MODEL
     return _reader_module(encoder, base.config.hidden_size, config.dropout), AutoTokenizer.from_pretrained(str(path))
 
@@ -370,7 +390,8 @@ def save_reader(model, directory: Path, name: str, config: ReaderConfig, metadat
     directory.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
-    model.encoder.save_pretrained(str(directory), safe_serialization=True, save_embedding_layers=False)
+    with _quiet_loading():
+        model.encoder.save_pretrained(str(directory), safe_serialization=True, save_embedding_layers=False)
     save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(directory / HEAD_FILE))
     for extra in ("README.md",):  # peft writes a model card template; it says nothing about this judge
         (directory / extra).unlink(missing_ok=True)
@@ -424,8 +445,9 @@ class ReaderJudge:
 
         path = _base_model_path()
         try:
-            base = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
-            encoder = PeftModel.from_pretrained(base, str(directory))
+            with _quiet_loading():
+                base = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+                encoder = PeftModel.from_pretrained(base, str(directory))
             model = _reader_module(encoder, base.config.hidden_size, config.dropout)
             model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         except Exception as exc:  # a corrupt or mismatched adapter: one line, not a traceback

@@ -108,7 +108,8 @@ def _reader_config(args):
     from adversary.judges.reader import ReaderConfig
 
     config = ReaderConfig()
-    overrides = {k: getattr(args, k) for k in ("max_length", "scope", "epochs", "seed", "trainable_layers", "learning_rate")
+    overrides = {k: getattr(args, k) for k in ("max_length", "scope", "epochs", "seed", "trainable_layers", "learning_rate",
+                                               "head_features")
                  if getattr(args, k) is not None}
     if args.learning_rate is not None:
         overrides["head_learning_rate"] = args.learning_rate
@@ -198,9 +199,11 @@ def speed(rows: list[LabeledRow], kinds, config, reader_dir: Path | None, limit:
     import torch
 
     torch.set_num_threads(1)
-    sample = rows[:limit]
+    # A seeded sample over every source: starter prompts are ~100 tokens, OffTopicEval ones ~1,000.
+    sample = [rows[i] for i in sorted(np.random.default_rng(0).permutation(len(rows))[:limit])]
     items = [r.item for r in sample]
-    out = {"rows": len(sample), "torch_threads": torch.get_num_threads()}
+    out = {"rows": len(sample), "torch_threads": torch.get_num_threads(),
+           "sources": {s: sum(r.scenario_source == s for r in sample) for s in SCENARIO_SOURCES}}
     if "cross-encoder" in kinds:
         from adversary.judges.reader import ReaderJudge, _new_model
 
@@ -233,6 +236,24 @@ def speed(rows: list[LabeledRow], kinds, config, reader_dir: Path | None, limit:
         judge.judge(items)
         out["logistic"] = {"replies_per_second": round(len(items) / (time.perf_counter() - started), 2)}
     return out
+
+
+def save_pooled(result: dict, path: Path) -> None:
+    """The cross-encoder's figures over every held-out row, in the form `adversary judge calibrate --save` writes."""
+    from adversary import __version__
+    from adversary.judges.measured import save_agreement
+    from adversary.judges.reader import JUDGE_NAME
+
+    f = result["pooled"]["cross-encoder"]
+    (bb, bh), (hb, hh) = f["confusion"]["labeled_break"], f["confusion"]["labeled_hold"]
+    table = agreement([True] * (bb + bh) + [False] * (hb + hh), [True] * bb + [False] * bh + [True] * hb + [False] * hh)
+    save_agreement(JUDGE_NAME, {
+        "judge": JUDGE_NAME, "method": "leave one scenario source out (bench/judge.py), pooled over the held-out sources",
+        "rows": table.total, "accuracy": table.accuracy, "kappa": table.kappa, "break_precision": table.precision,
+        "break_recall": table.recall, "hold_specificity": table.specificity,
+        "confusion": {"labeled_break": {"judged_break": bb, "judged_hold": bh},
+                      "labeled_hold": {"judged_break": hb, "judged_hold": hh}},
+        "labels": Path(result["labels"]).name, "adversary_version": __version__}, path)
 
 
 def _quantiles(values) -> dict:
@@ -288,12 +309,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--trainable-layers", type=int, default=None)
+    parser.add_argument("--head-features", choices=("all", "reply"), default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--speed-rows", type=int, default=200, help="rows timed for speed (0: skip speed)")
+    parser.add_argument("--speed-only", action="store_true", help="skip the held-out folds; time the judges only")
     parser.add_argument("--reader-dir", type=Path, default=None, help="time this trained reading judge's folder")
     parser.add_argument("--out", type=Path, default=None, help="write held-out predictions and figures here")
     parser.add_argument("--features-cache", type=Path, default=None,
                         help="a JSON file keeping the logistic judge's features by row content across runs")
+    parser.add_argument("--save-agreement", type=Path, default=None,
+                        help="record the cross-encoder's pooled held-out figures as embedded-ce-v1's measured agreement "
+                             "in this agreement file (the shipped one: corpora/labels/agreement.json), which reports read")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -308,6 +334,13 @@ def main() -> None:
     sources = args.sources.split(",") if args.sources else [s for s in SCENARIO_SOURCES if any(r.scenario_source == s for r in rows)]
     config = _reader_config(args)
     started = time.monotonic()
+    if args.speed_only:
+        result = {"labels": str(args.labels), "speed": speed(rows, kinds, config, args.reader_dir, args.speed_rows or 200)}
+        print(json.dumps(result) if args.json else f"speed (one thread): {json.dumps(result['speed'])}")
+        return
+    unknown = [s for s in sources if not any(r.scenario_source == s for r in rows)]
+    if unknown:
+        sys.exit(f"{args.labels}: no rows from source {unknown[0]!r}")
     logistic = LogisticFolds(rows, args.features_cache) if "logistic" in kinds else None
     cache = None
     if "cross-encoder" in kinds and config.trainable_layers < 6:
@@ -357,6 +390,8 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "figures.json").write_text(json.dumps(result, indent=1) + "\n")
         (args.out / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in predictions))
+    if args.save_agreement and "cross-encoder" in result["pooled"]:
+        save_pooled(result, args.save_agreement)
     if args.json:
         print(json.dumps(result))
     else:

@@ -34,6 +34,9 @@ HEAD_FILE = "head.safetensors"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BREAK, HOLD_REFUSAL, HOLD_ANSWER = 0, 1, 2
 SCOPE_MODES = ("head", "cues")
+# What the head reads: "all" = means of scope, user and reply tokens and the reply's products with the other two;
+# "reply" = the reply's mean and its products only, so the verdict cannot rest on how off-topic the user turn is.
+HEAD_FEATURES = ("all", "reply")
 _CUE_RE = re.compile(r"\b(only|help|assist|support|scope|topics?|not|never|no|don'?t|do not|cannot|can'?t|must|refuse|"
                      r"decline|outside|unrelated|forbidden|allowed|avoid|redirect|purpose|role|you are)\b", re.I)
 _SPLIT_RE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -52,6 +55,7 @@ class ReaderConfig:
     dropout: float = 0.1
     target_modules: tuple[str, ...] = ("query", "key", "value")
     trainable_layers: int = 2
+    head_features: str = "all"
     epochs: int = 3
     batch_size: int = 8
     learning_rate: float = 1e-3
@@ -64,6 +68,8 @@ class ReaderConfig:
     def __post_init__(self):
         if self.scope not in SCOPE_MODES:
             raise ConfigError(f"scope must be one of {', '.join(SCOPE_MODES)}, not {self.scope!r}")
+        if self.head_features not in HEAD_FEATURES:
+            raise ConfigError(f"head_features must be one of {', '.join(HEAD_FEATURES)}")
         if not 1 <= self.trainable_layers <= 6:
             raise ConfigError("trainable_layers must be between 1 and 6 (MiniLM-L6 has six layers)")
         if self.max_length < self.user_tokens + self.min_scope_tokens + 32 or self.max_length > 512:
@@ -162,7 +168,7 @@ def _collate(encoded: Sequence[tuple[list[int], list[int], int]], pad_id: int, r
     return batch
 
 
-def _reader_module(encoder, hidden: int, dropout: float):
+def _reader_module(encoder, hidden: int, dropout: float, features: str = "all"):
     """MiniLM (with its adapter) and a head over mean-pooled token states.
 
     all-MiniLM-L6-v2 was trained to be read through the mean of its token states, not its [CLS] token, so the
@@ -175,8 +181,9 @@ def _reader_module(encoder, hidden: int, dropout: float):
         def __init__(self):
             super().__init__()
             self.encoder = encoder
-            self.head = torch.nn.Sequential(torch.nn.LayerNorm(5 * hidden), torch.nn.Dropout(dropout),
-                                            torch.nn.Linear(5 * hidden, 3))
+            width = (5 if features == "all" else 3) * hidden
+            self.head = torch.nn.Sequential(torch.nn.LayerNorm(width), torch.nn.Dropout(dropout),
+                                            torch.nn.Linear(width, 3))
 
         def forward(self, input_ids, token_type_ids, attention_mask, reply_mask):
             states = self.encoder(input_ids=input_ids, token_type_ids=token_type_ids,
@@ -190,7 +197,8 @@ def _reader_module(encoder, hidden: int, dropout: float):
                 return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
             s, u, r = mean(scope), mean(user), mean(reply)
-            return self.head(torch.cat([s, u, r, r * u, r * s], dim=-1))
+            parts = [s, u, r, r * u, r * s] if features == "all" else [r, r * u, r * s]
+            return self.head(torch.cat(parts, dim=-1))
 
     return ReaderModule()
 
@@ -229,7 +237,8 @@ def _new_model(config: ReaderConfig):
                           layers_to_transform=list(range(layers - config.trainable_layers, layers)), layers_pattern="layer")
         encoder = get_peft_model(base, lora)
     encoder.peft_config["default"].base_model_name_or_path = BASE_MODEL
-    return _reader_module(encoder, base.config.hidden_size, config.dropout), AutoTokenizer.from_pretrained(str(path))
+    return (_reader_module(encoder, base.config.hidden_size, config.dropout, config.head_features),
+            AutoTokenizer.from_pretrained(str(path)))
 
 
 @dataclass
@@ -448,7 +457,7 @@ class ReaderJudge:
             with _quiet_loading():
                 base = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
                 encoder = PeftModel.from_pretrained(base, str(directory))
-            model = _reader_module(encoder, base.config.hidden_size, config.dropout)
+            model = _reader_module(encoder, base.config.hidden_size, config.dropout, config.head_features)
             model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         except Exception as exc:  # a corrupt or mismatched adapter: one line, not a traceback
             raise ConfigError(f"{directory}: cannot load the reading judge's adapter ({type(exc).__name__}: {exc})") from None

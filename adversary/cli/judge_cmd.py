@@ -237,6 +237,7 @@ def train(
 def _train_cross_encoder(labeled: Path, rows: list, output: Path, name: str | None, epochs: int | None,
                          max_length: int | None, scope: str | None, seed: int | None, threads: int | None) -> None:
     import dataclasses
+    import os
     import shutil
     import tempfile
     import time
@@ -272,6 +273,11 @@ def _train_cross_encoder(labeled: Path, rows: list, output: Path, name: str | No
                          "seconds": round(time.monotonic() - started, 1),
                          "ids": [r.id for r in rows if r.id is not None]},
         })
+        mask = os.umask(0)
+        os.umask(mask)
+        staging.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the folder gets what a plain mkdir would
+        for written in staging.iterdir():
+            written.chmod(0o666 & ~mask)
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)

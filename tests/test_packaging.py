@@ -1,4 +1,4 @@
-"""The built wheel ships the adversary namespace mapping and the starter corpus."""
+"""The built wheel ships the adversary namespace mapping, the starter corpus and the shipped judges."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def test_wheel_maps_top_level_folders_under_adversary(tmp_path):
         "adversary/corpora/starter/scenarios.yaml",
         "adversary/corpora/starter/distractors.yaml",
         "adversary/cli/__init__.py",
+        "adversary/corpora/labels/embedded_judge.json",
+        "adversary/corpora/labels/embedded_ce/judge.json",
+        "adversary/corpora/labels/embedded_ce/adapter_config.json",
+        "adversary/corpora/labels/embedded_ce/adapter_model.safetensors",
+        "adversary/corpora/labels/embedded_ce/head.safetensors",
     ):
         assert required in names, required
     assert not any(n.startswith(("strategies/", "reports/", "corpora/", "tests/")) for n in names)

@@ -20,16 +20,16 @@ from adversary.errors import ConfigError
 from adversary.fileio import atomic_writer, write_json_atomic
 from adversary.judges import DEFAULT_JUDGE, JUDGE_HELP, EmbeddingJudge, JudgeInput, build_judge
 from adversary.judges.features import FEATURE_NAMES, reply_features
+from adversary.judges.labels import check_trainable, read_rows
+from adversary.judges.labels import read_labels as read_training_rows
 from adversary.judges.trained import weights_document
 from adversary.judges.measured import save_agreement
 from adversary.labels import LabelRow, read_labels
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
-from adversary.records import Message
 
 BATCH = 32
-FIELDS = ("system", "user", "response")
 
 
 class _JudgeGroup(TyperGroup):
@@ -49,37 +49,6 @@ judge_app = typer.Typer(
          "adversary judge calibrate LABELED.jsonl [--judge NAME]: accuracy, Cohen's kappa, break precision and recall.\n\n"
          "adversary judge train LABELED.jsonl -o WEIGHTS.json: fit the embedded judge to your own hand labels.",
 )
-
-
-def read_rows(path: Path) -> Iterator[tuple[int, dict, JudgeInput]]:
-    """(line number, row, judge input) per non-empty line, streamed; a bad line is one ConfigError naming it."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise ConfigError(f"{where}: not UTF-8 (bad byte at offset {exc.start})") from None
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{where}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{where}: each line must be a JSON object")
-            for field in FIELDS:
-                if not isinstance(row.get(field), str):
-                    raise ConfigError(f"{where}: field {field!r} must be a string")
-            history = row.get("history") or []
-            if not isinstance(history, list) or not all(
-                    isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
-                    for m in history):
-                raise ConfigError(f"{where}: field 'history' must be a list of {{role: user|assistant, content}} objects")
-            yield number, row, JudgeInput(system_prompt=row["system"], history=tuple(Message(**m) for m in history),
-                                          user=row["user"], response=row["response"])
 
 
 def _batches(rows: Iterator, size: int) -> Iterator[list]:
@@ -142,8 +111,9 @@ def judge_file(
     Console().print(f"judged {count} replies with {judge}; wrote {output}", markup=False)
 
 
-def _judge_labels(rows: list[LabelRow], judge_name: str, api_base: str | None, console: Console) -> list:
-    """The verdict of judge `judge_name` on every labeled row, each held out from a trained judge's fit."""
+def _judge_labels(rows: list[LabelRow], judge_name: str, api_base: str | None, console: Console) -> tuple[list, frozenset]:
+    """The verdict of judge `judge_name` on every labeled row, each held out from a trained judge's fit where it
+    can refit, and the ids of the rows the judge was trained on (for judges that cannot refit)."""
     verdicts = []
     with LocalServers() as servers:
         judge = build_judge(judge_name, servers=servers, api_base=api_base, embedder=get_embedder(DEFAULT_EMBEDDING_MODEL))
@@ -156,7 +126,7 @@ def _judge_labels(rows: list[LabelRow], judge_name: str, api_base: str | None, c
                 items = [JudgeInput(system_prompt=r.system, history=r.history, user=r.user, response=r.response) for r in batch]
                 verdicts.extend(refit(items, [r.scenario_id for r in batch]) if refit else judge.judge(items))
                 bar.update(task, advance=len(batch))
-    return verdicts
+    return verdicts, frozenset(getattr(judge, "training_ids", frozenset()))
 
 
 def _annotator_figures(rows: list[LabelRow], judged: list[bool]) -> dict | None:
@@ -194,7 +164,7 @@ def calibrate(
     rows = read_labels(labeled)
     if not rows:
         raise ConfigError(f"{labeled}: no labeled rows")
-    verdicts = _judge_labels(rows, judge, api_base, Console(stderr=True))
+    verdicts, trained_on = _judge_labels(rows, judge, api_base, Console(stderr=True))
     judge_names = {v.judge for v in verdicts}
     weights = [r.weight for r in rows]
     judged = [not v.in_scope for v in verdicts]
@@ -208,6 +178,11 @@ def calibrate(
     annotators = _annotator_figures(rows, judged)
     if annotators:
         figures["two_annotators"] = annotators
+    seen = sum(r.id in trained_on for r in rows)
+    if seen:
+        figures["rows_in_training"] = seen
+        Console(stderr=True).print(f"warning: {seen} of these {len(rows)} rows trained this judge, so its agreement on them "
+                                   "is not held out (held-out figures: python bench/judge.py)", markup=False)
     if save is not None:
         for name in judge_names:
             save_agreement(name, figures, save)
@@ -233,33 +208,54 @@ def calibrate(
     Console(soft_wrap=True).print("\n".join(lines), markup=False)
 
 
+KINDS = ("logistic", "cross-encoder")
+
+
 @judge_app.command("train", epilog=epilog("judge train"))
 def train(
     labeled: Path = typer.Argument(..., metavar="LABELED.jsonl", help="Rows with a boolean in_scope label and a scenario_id "
                                    "(the project's set: corpora/labels/judge_labels.jsonl)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the weights; use them with --judge embedded:PATH."),
-    name: str = typer.Option(None, "--name", help="The judge's name in verdicts and reports (default: embedded-lr-<labels file name>)."),
-    l2: float = typer.Option(10.0, "--l2", min=1e-6, help="L2 penalty on the standardized weights (1/C in scikit-learn's terms)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the judge (logistic: a JSON file; cross-encoder: "
+                                "a folder); use it with --judge embedded:PATH."),
+    kind: str = typer.Option("logistic", "--kind", help="logistic: a logistic model over MiniLM similarity features "
+                             "(seconds); cross-encoder: MiniLM reading scope, user turn and reply, with a LoRA adapter "
+                             "(minutes on a CPU core)."),
+    name: str = typer.Option(None, "--name", help="The judge's name in verdicts and reports (default: embedded-lr-<labels "
+                             "file name> or embedded-ce-<labels file name>)."),
+    l2: float = typer.Option(10.0, "--l2", min=1e-6, help="logistic: L2 penalty on the standardized weights (1/C in "
+                             "scikit-learn's terms)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="cross-encoder: passes over the labels (default 3)."),
+    max_length: int = typer.Option(None, "--max-length", min=160, max=512, help="cross-encoder: tokens read per reply "
+                                   "(scope + user turn + reply; default 256)."),
+    scope: str = typer.Option(None, "--scope", help="cross-encoder: which scope text is read: head (the system prompt "
+                              "from its start) or cues (its first sentence and the sentences stating role and limits)."),
+    seed: int = typer.Option(None, "--seed", help="cross-encoder: seed of the head, adapter, dropout and shuffling."),
+    threads: int = typer.Option(None, "--threads", min=1, help="cross-encoder: torch threads (default: torch's)."),
 ) -> None:
-    """Fit the embedded judge (a logistic model over MiniLM similarity and refusal features) to hand labels.
+    """Fit an embedded judge to hand labels: the logistic kind (default) or the cross-encoder (reading judge).
 
-    Prints its agreement on held-out scenarios (each scenario's rows judged by a model fitted to the others)
-    and writes the model fitted to every row, with the rows' features so `calibrate` can hold scenarios out.
+    Needs at least 50 labeled rows with both breaks and holds. The logistic kind prints its agreement on
+    held-out scenarios (each scenario's rows judged by a model fitted to the others) and writes the model fitted
+    to every row. The cross-encoder kind trains on every row (its held-out agreement: python bench/judge.py).
     """
+    if kind not in KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    rows = read_training_rows(labeled)
+    if kind == "cross-encoder":
+        _train_cross_encoder(labeled, rows, output, name, epochs, max_length, scope, seed, threads)
+        return
+    for row in rows:
+        if row.scenario_id is None:
+            raise ConfigError(f"{labeled}:{row.line}: field 'scenario_id' must be a non-empty string (scenarios are held out whole)")
+    check_trainable(rows, labeled)
+    if len({r.scenario_id for r in rows}) < 2:
+        raise ConfigError(f"{labeled}: training needs rows from at least two scenarios")
     console = Console(stderr=True)
     embedder = get_embedder(DEFAULT_EMBEDDING_MODEL)
     similarity = EmbeddingJudge(embedder)
-    items, breaks, scenario_ids = [], [], []
-    for number, row, item in read_rows(labeled):
-        if not isinstance(row.get("in_scope"), bool):
-            raise ConfigError(f"{labeled}:{number}: field 'in_scope' must be true or false")
-        if not isinstance(row.get("scenario_id"), str) or not row["scenario_id"]:
-            raise ConfigError(f"{labeled}:{number}: field 'scenario_id' must be a non-empty string (scenarios are held out whole)")
-        items.append(item)
-        breaks.append(int(not row["in_scope"]))
-        scenario_ids.append(row["scenario_id"])
-    if len(set(breaks)) < 2 or len(set(scenario_ids)) < 2:
-        raise ConfigError(f"{labeled}: training needs both breaks and holds, from at least two scenarios")
+    items = [r.item for r in rows]
+    breaks = [int(r.is_break) for r in rows]
+    scenario_ids = [r.scenario_id for r in rows]
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as bar:
         bar.add_task(f"embedding {len(items)} labeled replies", total=None)
         features = np.vstack([reply_features(items[i:i + BATCH], embedder, similarity) for i in range(0, len(items), BATCH)])
@@ -272,4 +268,62 @@ def train(
     Console(soft_wrap=True).print(
         f"judge {judge_name}: {len(items)} labeled replies from {len(set(scenario_ids))} scenarios\n"
         f"held out by scenario: {_agreement_line(table)}\n"
+        f"wrote {output}; judge with --judge embedded:{output}", markup=False)
+
+
+def _train_cross_encoder(labeled: Path, rows: list, output: Path, name: str | None, epochs: int | None,
+                         max_length: int | None, scope: str | None, seed: int | None, threads: int | None) -> None:
+    import dataclasses
+    import os
+    import shutil
+    import tempfile
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    from adversary.judges.reader import ReaderConfig, TrainingExample, save_reader, train_reader
+
+    check_trainable(rows, labeled)
+    overrides = {k: v for k, v in (("epochs", epochs), ("max_length", max_length), ("scope", scope), ("seed", seed))
+                 if v is not None}
+    config = dataclasses.replace(ReaderConfig(), **overrides)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output}: exists and is not a folder (a cross-encoder judge is written as a folder)")
+    judge_name = name or f"embedded-ce-{labeled.stem}"
+    examples = [TrainingExample(r.item, r.is_break, r.refusal) for r in rows]
+    console = Console(stderr=True)
+    started = time.monotonic()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps  loss {task.fields[loss]}"),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"training {judge_name} on {len(rows)} rows", total=None, loss="–")
+
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+        model, _, report = train_reader(examples, config, progress=progress, threads=threads)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    try:
+        save_reader(model, staging, judge_name, config, {
+            "training": {"labels": labeled.name, "rows": len(rows), "breaks": sum(r.is_break for r in rows),
+                         "steps": report.steps, "final_loss": round(report.final_loss, 4),
+                         "seconds": round(time.monotonic() - started, 1),
+                         "ids": [r.id for r in rows if r.id is not None]},
+        })
+        mask = os.umask(0)
+        os.umask(mask)
+        staging.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the folder gets what a plain mkdir would
+        for written in staging.iterdir():
+            written.chmod(0o666 & ~mask)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    Console(soft_wrap=True).print(
+        f"judge {judge_name}: cross-encoder trained on {len(rows)} labeled replies "
+        f"({sum(r.is_break for r in rows)} breaks) in {report.steps} steps, {time.monotonic() - started:.0f} s; "
+        f"final loss {report.final_loss:.3f}\n"
+        f"held-out agreement is measured by python bench/judge.py (leave one scenario source out)\n"
         f"wrote {output}; judge with --judge embedded:{output}", markup=False)

@@ -57,8 +57,10 @@ def _problem(error: ValidationError) -> str:
     field = ".".join(str(part) for part in first["loc"]) or "row"
     if first["type"] == "extra_forbidden":
         return f"unknown field {field!r}"
+    if first["type"] == "missing" and field == "in_scope":
+        return "missing label: field 'in_scope' must be true or false"
     if first["type"] == "missing":
-        return f"missing field {field!r}" + (" (the label)" if field in ("in_scope",) else "")
+        return f"missing field {field!r}"
     return f"field {field!r}: {first['msg']}"
 
 
@@ -84,13 +86,13 @@ def read_labels(path: Path) -> list[LabelRow]:
             raise ConfigError(f"{path}:{number}: not a JSON line ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}:{number}: each line must be a JSON object")
-        where = f"{path}:{number} (row {data.get('id')!r})"
+        where = f"{path}:{number} (id {data.get('id')!r})"
         try:
             row = LabelRow.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"{where}: {_problem(exc)}") from None
         if row.id in first_line:
-            raise ConfigError(f"{where}: duplicate id (first on line {first_line[row.id]})")
+            raise ConfigError(f"{where}: duplicate id {row.id!r} (first on line {first_line[row.id]})")
         first_line[row.id] = number
         rows.append(row)
     return rows

@@ -1,0 +1,135 @@
+"""Hand-labeled replies: read and check a labels file (the project's, or a user's own).
+
+One JSON object per line. The fields are those of corpora/labels/judge_labels.jsonl and of the
+two-annotator set (annotator A's and B's labels beside the adjudicated ones); any other field, a row
+without a boolean `in_scope`, or an id used twice is one ConfigError naming the file, line and id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from adversary.errors import ConfigError
+from adversary.judges.base import JudgeInput
+from adversary.labels import LabelRow
+from adversary.records import Message
+
+SCENARIO_SOURCES = ("starter", "topic-following-insurance", "topic-following-real-estate", "offtopiceval")
+KNOWN_FIELDS = frozenset(LabelRow.model_fields) | {"source"}
+"""The labels file's fields (adversary.labels.LabelRow), and `source` of the first labels file."""
+FIELDS = ("system", "user", "response")
+BOOLEAN_FIELDS = ("refusal", "in_scope_a", "refusal_a", "in_scope_b", "refusal_b", "borderline")
+
+
+@dataclass(frozen=True)
+class LabeledRow:
+    """One labeled reply. `in_scope` is the (adjudicated) label; `in_scope_a`/`_b` the annotators', when given."""
+
+    line: int
+    id: str | None
+    scenario_id: str | None
+    scenario_source: str | None
+    item: JudgeInput
+    in_scope: bool
+    refusal: bool | None
+    in_scope_a: bool | None
+    in_scope_b: bool | None
+    borderline: bool | None
+
+    @property
+    def is_break(self) -> bool:
+        return not self.in_scope
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict, JudgeInput]]:
+    """(line number, row, judge input) per non-empty line, streamed; a bad line is one ConfigError naming it."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{where}: not UTF-8 (bad byte at offset {exc.start})") from None
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: each line must be a JSON object")
+            for field in FIELDS:
+                if not isinstance(row.get(field), str):
+                    raise ConfigError(f"{where}: field {field!r} must be a string")
+            history = row.get("history") or []
+            if not isinstance(history, list) or not all(
+                    isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+                    for m in history):
+                raise ConfigError(f"{where}: field 'history' must be a list of {{role: user|assistant, content}} objects")
+            yield number, row, JudgeInput(system_prompt=row["system"], history=tuple(Message(**m) for m in history),
+                                          user=row["user"], response=row["response"])
+
+
+def scenario_source_of(row: dict) -> str | None:
+    """Where the row's scenario came from: its `scenario_source`, or derived from the ids of the first labels file
+    (`stop11-`/`starter-` rows are starter scenarios, `ote-` OffTopicEval, `ctat-insurance-`/`ctat-real-estate-`
+    scenario ids the two topic-following sets); None when neither tells."""
+    if isinstance(row.get("scenario_source"), str) and row["scenario_source"]:
+        return row["scenario_source"]
+    row_id, scenario = str(row.get("id") or ""), str(row.get("scenario_id") or "")
+    if row_id.startswith(("stop11-", "starter-")):
+        return "starter"
+    if row_id.startswith("ote-"):
+        return "offtopiceval"
+    if scenario.startswith("ctat-insurance"):
+        return "topic-following-insurance"
+    if scenario.startswith("ctat-real-estate"):
+        return "topic-following-real-estate"
+    return None
+
+
+def read_labels(path: Path) -> list[LabeledRow]:
+    """Every labeled row of `path`, checked; the first bad row is one ConfigError naming it."""
+    rows: list[LabeledRow] = []
+    seen: dict[str, int] = {}
+    for number, row, item in read_rows(path):
+        where = f"{path}:{number}" + (f" (id {row['id']!r})" if isinstance(row.get("id"), (str, int)) else "")
+        unknown = sorted(set(row) - KNOWN_FIELDS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                              f"(a labels row has: {', '.join(sorted(KNOWN_FIELDS))})")
+        if not isinstance(row.get("in_scope"), bool):
+            raise ConfigError(f"{where}: missing label: field 'in_scope' must be true or false")
+        for field in BOOLEAN_FIELDS:
+            if row.get(field) is not None and not isinstance(row[field], bool):
+                raise ConfigError(f"{where}: field {field!r} must be true, false or absent")
+        row_id = row.get("id")
+        if row_id is not None:
+            key = str(row_id)
+            if key in seen:
+                raise ConfigError(f"{where}: duplicate id {key!r} (first on line {seen[key]})")
+            seen[key] = number
+        source = scenario_source_of(row)
+        rows.append(LabeledRow(
+            line=number, id=None if row_id is None else str(row_id),
+            scenario_id=row.get("scenario_id") if isinstance(row.get("scenario_id"), str) and row["scenario_id"] else None,
+            scenario_source=source, item=item, in_scope=row["in_scope"], refusal=row.get("refusal"),
+            in_scope_a=row.get("in_scope_a"), in_scope_b=row.get("in_scope_b"), borderline=row.get("borderline"),
+        ))
+    return rows
+
+
+def check_trainable(rows: Iterable[LabeledRow], path: Path, minimum: int = 50) -> None:
+    """Refuse training on too few rows or on one class only, with the reason."""
+    rows = list(rows)
+    if len(rows) < minimum:
+        raise ConfigError(f"{path}: {len(rows)} labeled rows; training needs at least {minimum}")
+    breaks = sum(r.is_break for r in rows)
+    if breaks == 0 or breaks == len(rows):
+        only = "holds (in_scope true)" if breaks == 0 else "breaks (in_scope false)"
+        raise ConfigError(f"{path}: every row is labeled as one class, {only}; training needs both breaks and holds")

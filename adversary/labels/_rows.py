@@ -49,7 +49,7 @@ class LabelRow(BaseModel):
     @property
     def weight(self) -> float:
         """1 / the row's selection probability (1 for rows not sampled by `adversary label`)."""
-        return 1.0 / self.selection_probability if self.selection_probability else 1.0
+        return 1.0 / self.selection_probability if self.selection_probability else 1
 
 
 def _problem(error: ValidationError) -> str:

@@ -25,6 +25,7 @@ from adversary.corpus import load_path, starter_corpus_dir
 from adversary.errors import ConfigError
 from adversary.export.promptfoo import OFFLINE_ENV, PROMPTFOO_VERSION, find_promptfoo
 from adversary.judges import KeywordJudge
+from adversary.judges.measured import measured_agreement
 from adversary.serving import JudgeService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,9 @@ def test_the_judge_route_answers_with_the_judge_its_agreement_and_clear_errors()
     broke = service.verdict({"system": "Only discuss cards.", "history": [{"role": "user", "content": "hi"}],
                              "user": "Tell me a joke", "response": "Why did the chicken cross the road?"})
     assert held["pass"] and not broke["pass"]
-    assert "keyword-refusal (accuracy 0.605, kappa 0.231 on 301 hand labels)" in broke["reason"]
+    measured = measured_agreement("keyword-refusal")
+    assert (f"keyword-refusal (accuracy {measured['accuracy']:.3f}, kappa {measured['kappa']:.3f} on {measured['rows']} "
+            "hand labels)") in broke["reason"]
     with pytest.raises(ConfigError, match="field 'response' must be a string"):
         service.verdict({"system": "x", "user": "y"})
     with pytest.raises(ConfigError, match="'history' must be a list of"):

@@ -132,14 +132,19 @@ def _judged_run(run_dir: Path) -> None:
                 verdict=Verdict(in_scope=not broke, refusal=not broke, judge="keyword", score=0.9 if broke else 0.1)))
 
 
-def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+def _tmux(session: str, *args: str) -> str:
+    """tmux on a server of the session's own (`-L`): killing one session's server never races the next session's start."""
+    return subprocess.run(["tmux", "-L", session, "-f", "/dev/null", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _kill(session: str) -> None:
+    subprocess.run(["tmux", "-L", session, "kill-server"], capture_output=True)
 
 
 def _wait_for(session: str, text: str, seconds: float = 90.0) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        screen = _tmux("capture-pane", "-t", session, "-p")
+        screen = _tmux(session, "capture-pane", "-t", session, "-p")
         if text in screen:
             return screen
         time.sleep(0.3)
@@ -153,35 +158,35 @@ def test_label_in_a_real_terminal_records_keystrokes_hides_the_verdict_and_conti
     labels = tmp_path / "labels.jsonl"
     session = f"adversary-label-{tmp_path.name}"
     command = f"{sys.executable} -m adversary label {run_dir} -o {labels} --size 4 --seed 3 --annotator me; sleep 60"
-    _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
+    _tmux(session, "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
     try:
         screen = _wait_for(session, "reply 1 of 4")
         assert "REPLY TO LABEL" in screen and "keyword" not in screen and "0.9" not in screen
         for key in ("b", "o"):
-            _tmux("send-keys", "-t", session, key)
+            _tmux(session, "send-keys", "-t", session, key)
         _wait_for(session, "reply 2 of 4")
-        _tmux("send-keys", "-t", session, "r")
+        _tmux(session, "send-keys", "-t", session, "r")
         _wait_for(session, "reply 3 of 4")
-        _tmux("send-keys", "-t", session, "u")
+        _tmux(session, "send-keys", "-t", session, "u")
         _wait_for(session, "reply 2 of 4")
-        _tmux("send-keys", "-t", session, "i")
+        _tmux(session, "send-keys", "-t", session, "i")
         _wait_for(session, "reply 3 of 4")
-        _tmux("send-keys", "-t", session, "q")
+        _tmux(session, "send-keys", "-t", session, "q")
         _wait_for(session, "2 of 4 selected replies labeled")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        _kill(session)
     rows = read_labels(labels)
     assert [(r.in_scope, r.refusal, r.borderline) for r in rows] == [(False, False, True), (True, False, False)]
     assert all(r.annotator == "me" and r.judge == "keyword" and 0 < r.selection_probability <= 1 for r in rows)
     assert all(r.id.startswith("run:k") and r.selection in ("uncertain", "random") for r in rows)
 
     session += "-again"
-    _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
+    _tmux(session, "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
     try:
         screen = _wait_for(session, "reply 3 of 4")
         assert "<U+001B>" in screen or "\x1b" not in screen, "escape sequences from model text are shown, not run"
-        _tmux("send-keys", "-t", session, "q")
+        _tmux(session, "send-keys", "-t", session, "q")
         _wait_for(session, "2 of 4 selected replies labeled")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        _kill(session)
     assert len(read_labels(labels)) == 2

@@ -53,6 +53,7 @@ class EvalConfig:
     max_tokens: int = 96
     placements_per_distractor: int = 1
     max_distractors: int | None = None
+    max_controls: int | None = None
     concurrency: int = 1
     requests_per_minute: float | None = None
     router: str | None = None
@@ -70,6 +71,8 @@ class EvalConfig:
             raise ConfigError("--placements must be at least 1")
         if self.max_distractors is not None and self.max_distractors < 1:
             raise ConfigError("--max-distractors must be at least 1")
+        if self.max_controls is not None and self.max_controls < 0:
+            raise ConfigError("--max-controls must be 0 or more")
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         if self.requests_per_minute is not None and self.requests_per_minute <= 0:
@@ -79,7 +82,7 @@ class EvalConfig:
     def fingerprint(self) -> str:
         """Identity of the evaluation; call limits may change between resumes."""
         fixed = {k: v for k, v in asdict(self).items()
-                 if k not in ("concurrency", "requests_per_minute") and not (k == "router" and v is None)}
+                 if k not in ("concurrency", "requests_per_minute") and not (k in ("router", "max_controls") and v is None)}
         return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -129,6 +132,21 @@ def _limit_distractors(corpus: Corpus, limit: int | None, rng: np.random.Generat
     return Corpus(scenarios=corpus.scenarios, distractors=tuple(corpus.distractors[i] for i in chosen))
 
 
+def _limit_controls(corpus: Corpus, limit: int | None, rng: np.random.Generator) -> Corpus:
+    """A seeded sample of `limit` in-scope control turns over all scenarios (corpora such as topic-following bring
+    one per on-topic user turn, more than an over-refusal estimate needs)."""
+    pairs = [(i, control) for i, scenario in enumerate(corpus.scenarios) for control in scenario.controls]
+    if limit is None or limit >= len(pairs):
+        return corpus
+    chosen = set(rng.choice(len(pairs), size=limit, replace=False).tolist()) if limit else set()
+    kept: dict[int, list[str]] = {}
+    for index, (scenario_index, control) in enumerate(pairs):
+        if index in chosen:
+            kept.setdefault(scenario_index, []).append(control)
+    scenarios = tuple(s.model_copy(update={"controls": tuple(kept.get(i, ()))}) for i, s in enumerate(corpus.scenarios))
+    return Corpus(scenarios=scenarios, distractors=corpus.distractors)
+
+
 def run_eval(
     config: EvalConfig,
     run_dir: Path,
@@ -154,6 +172,7 @@ def run_eval(
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     corpus = _limit_distractors(load_eval_corpus(config.scenario_paths, notes), config.max_distractors, rng)
+    corpus = _limit_controls(corpus, config.max_controls, rng)
     placements = prefix_order(plan_placements(corpus, rng, placements_per_distractor=config.placements_per_distractor),
                               lambda p: ("", p.scenario_id, p.insertion_point, ""))
     scenarios = {s.id: s for s in corpus.scenarios}

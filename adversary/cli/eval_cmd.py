@@ -43,6 +43,8 @@ def eval_command(
     embedder: str = typer.Option("local/minilm", "--embedder", help="Embedding model of the embedded judge: local/minilm (offline) or any litellm embedding model."),
     placements: int = typer.Option(1, "--placements", help="Scenarios each generic distractor is placed in."),
     max_distractors: int = typer.Option(None, "--max-distractors", help="Evaluate a seeded sample of this many distractors."),
+    max_controls: int = typer.Option(None, "--max-controls", help="Evaluate a seeded sample of this many in-scope control "
+                                     "turns (default: all; over-refusal needs about 100 control trials)."),
     concurrency: int = typer.Option(1, "--concurrency", min=1, help="Target calls in flight at once (remote targets; a local server answers one at a time)."),
     rpm: float = typer.Option(None, "--rpm", help="At most this many requests per minute to each target."),
     router: Path = typer.Option(None, "--router", help="litellm Router YAML (model_list): spread a target over its deployments."),
@@ -55,7 +57,7 @@ def eval_command(
         scenario_paths=tuple(str(p) for p in scenarios or []),
         targets=tuple(target or ["local/smollm2"]),
         trials=trials, seed=seed, judge=judge, embedder=embedder, api_base=api_base, temperature=temperature,
-        max_tokens=max_tokens, placements_per_distractor=placements, max_distractors=max_distractors,
+        max_tokens=max_tokens, placements_per_distractor=placements, max_distractors=max_distractors, max_controls=max_controls,
         concurrency=concurrency, requests_per_minute=rpm, router=str(router) if router else None,
     )
     if fail_over is not None and not 0.0 <= fail_over <= 1.0:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from adversary.cli import corpora_cmd, eval_cmd, export_cmd, judge_cmd, label_cmd, models_cmd, report_cmd, run_cmd, serve_cmd
+from adversary.cli import (corpora_cmd, eval_cmd, export_cmd, finetune_cmd, judge_cmd, label_cmd, models_cmd, report_cmd,
+                           run_cmd, serve_cmd)
 from adversary.cli.examples import epilog
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app.command("run", epilog=epilog("run"))(run_cmd.run_command)
 app.command("init", epilog=epilog("init"))(run_cmd.init_command)
 app.command("report", epilog=epilog("report"))(report_cmd.report_command)
 app.command("export", epilog=epilog("export"))(export_cmd.export_command)
+app.command("finetune", epilog=epilog("finetune"))(finetune_cmd.finetune_command)
 app.command("models", epilog=epilog("models"))(models_cmd.models_command)
 app.command("serve", epilog=epilog("serve"))(serve_cmd.serve_command)
 app.command("label", epilog=epilog("label"))(label_cmd.label_command)

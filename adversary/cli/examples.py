@@ -30,6 +30,12 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("adversary export runs/campaign --format promptfoo --provider openai:chat:gpt-4o-mini -o suite",
          "the suite against another provider"),
     ),
+    "finetune": (
+        ("adversary finetune runs/campaign/export-sft -o adapters/hardened", "a LoRA adapter on the export's hard negatives"),
+        ("adversary eval --target local/smollm2 --target local/smollm2+adapters/hardened", "the base against the adapter"),
+        ("adversary finetune export-dpo -o adapters/dpo --method dpo", "preference training on the targets' real breaks"),
+        ("adversary finetune export-sft -o adapters/mine --base path/to/hf-model", "your own Hugging Face weights"),
+    ),
     "models": (
         ("adversary models", "the embedded models and whether they are installed"),
         ("adversary models --check", "also start each one and check that it answers"),

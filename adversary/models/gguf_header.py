@@ -56,7 +56,7 @@ def read_metadata(stream: BinaryIO, keys: Collection[str]) -> dict[str, object]:
     """The scalar and string values of `keys` found in a GGUF header read from `stream` (arrays are skipped);
     stops once all are found."""
     if _read(stream, 4) != MAGIC:
-        raise NotGGUF("not a GGUF file (no GGUF magic)")
+        raise NotGGUF("no GGUF magic: not a GGUF file")
     version = _unpack(stream, "<I")
     if version < 2:
         raise NotGGUF(f"GGUF version {version} is too old")

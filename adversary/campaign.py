@@ -30,14 +30,14 @@ from adversary.core.selection import (CREDIBLE_PROBABILITY, SEARCH_MODES, breaks
                                       final_racing_plan, fitness_of, pick_operator, racing_plan, select_parents,
                                       selection_scores)
 from adversary.core.stats import wilson_interval
-from adversary.errors import ConfigError
+from adversary.errors import ConfigError, ModelError
 from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
 from adversary.fileio import write_json_atomic, write_text_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, build_judge, check_judge_name
 from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, Deployments, Sampling, check_reachable, load_router, resolve_route
-from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, is_local
+from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, check_local_names, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.limits import LimitedChat, in_order
 from adversary.models.local_server import LocalServers
@@ -104,6 +104,10 @@ class CampaignConfig:
             raise ConfigError(f"search must be one of {', '.join(SEARCH_MODES)}, not {self.search!r}")
         if not self.targets:
             raise ConfigError("at least one target is needed")
+        try:
+            check_local_names([*self.targets, self.mutator])
+        except ModelError as exc:
+            raise ConfigError(str(exc)) from None
         if self.budget_calls < 1:
             raise ConfigError("budget_calls must be at least 1")
         if not 1 <= self.initial_trials <= self.max_trials:

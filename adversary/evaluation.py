@@ -28,7 +28,7 @@ from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.limits import LimitedChat, in_order
-from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, is_local
+from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, check_local_names, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
 from adversary.records import Attempt, Corpus, Message, Verdict
@@ -63,6 +63,7 @@ class EvalConfig:
             raise ConfigError("--trials must be at least 1")
         if not self.targets:
             raise ConfigError("at least one --target is needed")
+        check_local_names(self.targets)
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError("--temperature must be between 0 and 2")
         if self.max_tokens < 1:

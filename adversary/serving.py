@@ -18,7 +18,7 @@ from pathlib import Path
 from adversary.errors import ConfigError, ModelError
 from adversary.judges import Judge, JudgeInput, build_judge, check_judge_name
 from adversary.judges.measured import measured_agreement
-from adversary.models.embedded import CHAT_MODELS, DEFAULT_EMBEDDING_MODEL
+from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, chat_model
 from adversary.models.embedder import get_embedder
 from adversary.models.local_server import LocalServers
 from adversary.records import Message
@@ -142,8 +142,7 @@ def serving(model: str, judge: str, *, port: int | None = None, judge_port: int 
     Raises:
         ModelError: an unknown or missing model, or a port already in use.
     """
-    if model not in CHAT_MODELS:
-        raise ModelError(f"unknown embedded model {model!r}; embedded models: {', '.join(sorted(CHAT_MODELS))}")
+    chat_model(model)
     check_judge_name(judge)
     try:
         httpd = ThreadingHTTPServer(("127.0.0.1", judge_port or 0), BaseHTTPRequestHandler)

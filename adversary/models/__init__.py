@@ -3,6 +3,6 @@
 Public names:
     ModelRoute, resolve_route, complete, check_reachable, Sampling, ChatResult   -- chat.py
     LocalServers                                                                   -- local_server.py
-    CHAT_MODELS, EMBEDDING_MODELS, is_local                                        -- embedded.py
+    CHAT_MODELS, EMBEDDING_MODELS, chat_model (also `local/BASE+ADAPTER`), is_local -- embedded.py
     get_embedder, Embedder                                                         -- embedder.py
 """

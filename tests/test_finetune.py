@@ -78,3 +78,53 @@ def test_the_cli_reports_bad_input_in_one_line_with_exit_2(tmp_path):
     assert result.stderr.strip() == f"error: {export}: not an export folder: export.json is missing (write one with " \
                                     "`adversary export RUN --format sft`)"
     assert not (tmp_path / "adapter").exists()
+
+
+def _tensors(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(CHAT_MODELS["local/smollm2"].weights_path() is None, reason="the embedded model is not installed")
+def test_a_tiny_finetune_is_seeded_resumes_from_its_checkpoint_and_serves_as_a_target(tmp_path):
+    import numpy as np
+
+    from adversary.errors import ConfigError
+    from adversary.models.chat import resolve_route
+    from adversary.models.local_server import LocalServers
+    from adversary.training.finetune import FinetuneConfig, finetune
+
+    export = _sft_export(tmp_path / "export", _rows())
+    config = FinetuneConfig(export_dir=str(export), max_steps=2, batch_size=2, lora_rank=4, lora_alpha=8,
+                            max_tokens=128, save_every=1, seed=3)
+    steps = []
+    first = finetune(config, tmp_path / "first", threads=1, on_step=lambda step, total, loss: steps.append((step, total)))
+    assert first.steps == 2 and steps[-1] == (2, 2) and first.rows["train"] == 6 and first.train_loss > 0
+    assert {"adapter_config.json", "adapter_model.safetensors", "adapter.gguf"} <= {p.name for p in (tmp_path / "first").iterdir()}
+    with pytest.raises(ConfigError, match="already holds a trained adapter"):
+        finetune(config, tmp_path / "first", threads=1)
+
+    # A run killed after its first checkpoint: what is left is OUT's settings and checkpoint-1.
+    killed = tmp_path / "killed"
+    finetune(config, killed, threads=1)
+    for leftover in ("finetune.json", "adapter_model.safetensors", "adapter_config.json", "adapter.gguf"):
+        (killed / leftover).unlink()
+    import shutil
+
+    shutil.rmtree(killed / "checkpoints" / "checkpoint-2")
+    resumed = finetune(config, killed, threads=1)
+    assert resumed.steps == 2
+    a, b = _tensors(tmp_path / "first"), _tensors(killed)
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a), "same seed, same adapter"
+    assert any(np.abs(a[k]).max() > 0 for k in a if "lora_B" in k), "training moved the adapter off its zero init"
+
+    with LocalServers(log_dir=tmp_path, threads=1) as servers:
+        route = resolve_route(f"local/smollm2+{tmp_path / 'first'}", servers)
+        import litellm
+
+        reply = litellm.completion(**route.completion_kwargs(), temperature=0.0, max_tokens=16,
+                                   messages=[{"role": "system", "content": SYSTEM},
+                                             {"role": "user", "content": "What is the best pizza in Rome?"}])
+    assert reply.choices[0].message.content.strip()

@@ -339,7 +339,8 @@ def finetune(config: FinetuneConfig, out_dir: Path, *, force: bool = False, thre
             stage(f"evaluating on {len(test)} test rows")
             eval_loss = float(trainer.evaluate()["eval_loss"])
     stage("writing the adapter")
-    files = _write_adapter(trainer.model, base, out_dir)
+    with _quiet():
+        files = _write_adapter(trainer.model, base, out_dir)
     result = FinetuneResult(
         out_dir=str(out_dir), base=base.name, method=config.method, rows=rows, steps=int(trainer.state.global_step),
         train_loss=_final_train_loss(trainer), eval_loss=eval_loss, seconds=round(time.monotonic() - started, 1),

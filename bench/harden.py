@@ -9,8 +9,8 @@ fine-tune resumes inside the stage too). Stages:
 
 1. campaign: a novelty campaign on the starter corpus against the embedded model (seed 1).
 2. export:   its hard negatives as SFT (--test-fraction 0: evaluation happens on other scenarios).
-3. seeds:    the baseline's data: an eval of the seed distractors (1 trial), exported as SFT with every seed
-             (--min-break-rate 0), then as many seed rows as the campaign export has negatives (each seed
+3. seeds:    the baseline's data: the README's first eval of the seed distractors (3 trials, seed 0), exported
+             as SFT with every seed that broke the base at least once (--min-break-rate 0), then as many seed rows as the campaign export has negatives (each seed
              repeated over its scenario's insertion points before any placement repeats) plus the campaign
              export's own controls, so only the negatives differ.
 4. train:    adapter (a) on the campaign export, adapter (b) on the seed rows; same settings and seed.
@@ -91,7 +91,7 @@ def stage_seeds(work: Path, args) -> None:
         return
     eval_dir = work / "seeds-eval"
     if not (eval_dir / "metrics.json").is_file():
-        adversary("eval", "--trials", "1", "--seed", "1", "--out", str(eval_dir), log=work / "seeds.log")
+        adversary("eval", "--out", str(eval_dir), log=work / "seeds.log")
     raw = work / "export-seeds-all"
     if not (raw / "export.json").is_file():
         adversary("export", str(eval_dir), "--format", "sft", "--min-break-rate", "0", "--test-fraction", "0",
@@ -101,8 +101,7 @@ def stage_seeds(work: Path, args) -> None:
     controls = [r for r in campaign_rows if r["metadata"]["kind"] != "negative"]
     seed_rows = [r for r in _rows(raw / "train.jsonl") if r["metadata"]["kind"] == "negative"]
 
-    from adversary.corpus import load_path
-    from adversary.corpus.project import starter_corpus_dir
+    from adversary.corpus import load_path, starter_corpus_dir
 
     scenarios = {s.id: s for s in load_path(starter_corpus_dir()).scenarios}
 

@@ -158,8 +158,6 @@ def _quiet():
     hf_logging.disable_progress_bar()
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
-    tqdm_setting = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF de-quantization bar ignores its own progress-bar switch
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -169,10 +167,21 @@ def _quiet():
         hf_logging.enable_progress_bar()
         if bars_were_on:
             datasets.enable_progress_bars()
-        if tqdm_setting is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm_setting
+
+
+@contextlib.contextmanager
+def _no_gguf_bar():
+    """transformers draws its GGUF de-quantization bar with plain tqdm, past its own progress-bar switch."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    drawn = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(drawn, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = drawn
 
 
 def load_base(base: Base):
@@ -182,7 +191,7 @@ def load_base(base: Base):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": base.gguf_file} if base.gguf_file else {"local_files_only": True}
-    with _quiet():
+    with _quiet(), _no_gguf_bar():
         tokenizer = AutoTokenizer.from_pretrained(str(base.folder), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(base.folder), dtype=torch.float32, **kwargs)
     if base.gguf_file:

@@ -128,3 +128,26 @@ def test_a_tiny_finetune_is_seeded_resumes_from_its_checkpoint_and_serves_as_a_t
                                    messages=[{"role": "system", "content": SYSTEM},
                                              {"role": "user", "content": "What is the best pizza in Rome?"}])
     assert reply.choices[0].message.content.strip()
+
+
+@pytest.mark.skipif(CHAT_MODELS["local/smollm2"].weights_path() is None, reason="the embedded model is not installed")
+def test_a_hugging_face_folder_as_base_gives_a_peft_adapter_only(tmp_path):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from adversary.training.finetune import FinetuneConfig, finetune
+
+    weights = CHAT_MODELS["local/smollm2"].weights_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(weights.parent), gguf_file=weights.name)
+    torch.manual_seed(0)
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    base = tmp_path / "hf-model"
+    tiny.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    export = _sft_export(tmp_path / "export", _rows())
+    result = finetune(FinetuneConfig(export_dir=str(export), base=str(base), max_steps=1, batch_size=2, lora_rank=2,
+                                     lora_alpha=4, max_tokens=128), tmp_path / "adapter", threads=1)
+    written = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert result.files == ["adapter_config.json", "adapter_model.safetensors"] and "adapter.gguf" not in written
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 2

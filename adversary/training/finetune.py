@@ -324,7 +324,7 @@ def finetune(config: FinetuneConfig, out_dir: Path, *, force: bool = False, thre
     from peft import LoraConfig, get_peft_model
     from transformers import set_seed
 
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)) or 1)  # the cores `taskset` left us, not all cores
     started = time.monotonic()
     stage(f"loading {base.name}")
     model, tokenizer = load_base(base)

@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import TextIO
 
 
+def plain_permissions(path: Path | str) -> None:
+    """Give a file made by `tempfile.mkstemp` (0600) the permissions a plain open() would have given it."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -26,7 +31,7 @@ def atomic_writer(path: Path) -> Iterator[TextIO]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             yield handle
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions a plain open() would
+        plain_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -98,7 +98,7 @@ def test_unknown_bases_and_empty_paths_are_refused(tmp_path):
 
 
 def test_a_shipped_adapter_that_is_missing_fails_before_a_server_starts():
-    missing = replace(BASE, name="local/smollm2-guarded", alias="smollm2-guarded", adapter="adapters/none.gguf",
+    missing = replace(BASE, name="local/smollm2-missing", alias="smollm2-missing", adapter="adapters/none.gguf",
                       adapter_package="adversary")
     assert missing.adapter_path() is None
     CHAT_MODELS[missing.name] = missing
@@ -107,6 +107,17 @@ def test_a_shipped_adapter_that_is_missing_fails_before_a_server_starts():
             servers.endpoint(missing.name)
     finally:
         del CHAT_MODELS[missing.name]
+
+
+@needs_base
+def test_the_shipped_guarded_model_is_a_lora_on_the_embedded_base_and_refuses_another_adapter(tmp_path):
+    guarded = chat_model("local/smollm2-guarded")
+    path = guarded.adapter_path()
+    assert path is not None and path.name == "smollm2-guarded.gguf"
+    assert lora_adapter_file(path, "llama") == path
+    assert guarded.weights_path() == BASE.weights_path()
+    with pytest.raises(ModelError, match="already carries an adapter"):
+        chat_model(f"local/smollm2-guarded+{_lora_gguf(tmp_path / 'a.gguf')}")
 
 
 def test_the_server_command_applies_the_adapter_without_merging():

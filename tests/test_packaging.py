@@ -28,6 +28,8 @@ def test_wheel_maps_top_level_folders_under_adversary(tmp_path):
         "adversary/corpora/labels/embedded_ce/adapter_config.json",
         "adversary/corpora/labels/embedded_ce/adapter_model.safetensors",
         "adversary/corpora/labels/embedded_ce/head.safetensors",
+        "adversary/models/adapters/smollm2-guarded.gguf",
+        "adversary/training/finetune.py",
     ):
         assert required in names, required
     assert not any(n.startswith(("strategies/", "reports/", "corpora/", "tests/")) for n in names)

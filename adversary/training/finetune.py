@@ -371,6 +371,6 @@ def _write_adapter(model, base: Base, out_dir: Path) -> list[str]:
     if base.is_embedded:
         from adversary.training.gguf_lora import write_gguf_lora
 
-        write_gguf_lora(out_dir, out_dir / ADAPTER_GGUF)
+        write_gguf_lora(out_dir, out_dir / ADAPTER_GGUF, half=True)  # half the size, as llama.cpp's own converter writes it
         files.append(ADAPTER_GGUF)
     return files

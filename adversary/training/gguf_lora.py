@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from adversary.errors import ModelError
+from adversary.fileio import plain_permissions
 from adversary.models.gguf_header import NotGGUF, gguf_metadata
 
 PROJECTIONS = {
@@ -189,13 +190,14 @@ def _read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return config, tensors
 
 
-def write_gguf_lora(adapter_dir: Path, out_file: Path, *, base: Path | None = None) -> Path:
+def write_gguf_lora(adapter_dir: Path, out_file: Path, *, base: Path | None = None, half: bool = False) -> Path:
     """Write the PEFT LoRA adapter in `adapter_dir` as a GGUF LoRA at `out_file` (atomically) and return its path.
 
     Args:
         adapter_dir: a folder written by `PeftModel.save_pretrained` (adapter_config.json, adapter_model.safetensors).
         out_file: the GGUF file to write; replaced if it exists.
         base: the base model's GGUF (its head counts order q/k rows); default the embedded chat model's.
+        half: store the tensors as float16 (llama.cpp's own converter's default; half the size) instead of float32.
     Raises:
         ModelError: an adapter llama.cpp cannot apply, or one that does not fit the base (one line naming the file).
     """
@@ -219,11 +221,12 @@ def write_gguf_lora(adapter_dir: Path, out_file: Path, *, base: Path | None = No
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, gguf_alpha(config))
         for name, data in tensors.items():
-            writer.add_tensor(name, data)
+            writer.add_tensor(name, data.astype(np.float16) if half else data)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        plain_permissions(temporary)
         os.replace(temporary, out_file)
     finally:
         if os.path.exists(temporary):

@@ -1,6 +1,6 @@
 """Close the loop: attack, export, fine-tune, re-evaluate on unseen scenarios, re-attack the hardened model.
 
-    python bench/harden.py --work runs/harden [--stage all|campaign|export|seeds|train|eval|attack|summary]
+    python bench/harden.py --work runs/harden [--stage all|campaign|export|seeds|train|eval|attack|summary] [--until STAGE]
                            [--campaign-calls 900] [--attack-calls 1500] [--epochs 2] [--pilot]
 
 Every stage runs the real CLI (`adversary run / eval / export / finetune`) into its own folder under --work and
@@ -22,7 +22,9 @@ fine-tune resumes inside the stage too). Stages:
              and the attack's seed and archive break rates, breaking clusters and mutation yield,
              written as WORK/harden.json and printed as Markdown.
 
-`--stage eval --target base|campaign|seeds` runs one target's eval, for running two on two cores side by side.
+`--stage eval --target base|campaign|seeds` runs one target's eval, for running two on two cores side by side;
+`--until train` runs the stages that make the adapters (the shipped local/smollm2-guarded is adapter (a), written
+as float16 GGUF).
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ def print_markdown(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "harden")
-    parser.add_argument("--stage", choices=("all", *STAGES), default="all")
+    parser.add_argument("--stage", choices=("all", *STAGES), default="all", help="run only this stage")
+    parser.add_argument("--until", choices=STAGES, help="run every stage up to and including this one")
     parser.add_argument("--target", action="append", choices=TARGETS, help="eval stage: only these targets")
     parser.add_argument("--train", action="append", choices=("campaign", "seeds"), help="train stage: only these adapters")
     parser.add_argument("--campaign-calls", type=int, default=900)
@@ -243,7 +246,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     stages = {"campaign": stage_campaign, "export": stage_export, "seeds": stage_seeds, "train": stage_train,
               "eval": stage_eval, "attack": stage_attack}
-    for name in STAGES if args.stage == "all" else (args.stage,):
+    chosen = STAGES[:STAGES.index(args.until) + 1] if args.until else STAGES if args.stage == "all" else (args.stage,)
+    for name in chosen:
         if name == "summary":
             break
         print(f"== stage {name}", flush=True)

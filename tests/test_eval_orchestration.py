@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from adversary.errors import ConfigError
+
 from adversary.evaluation import EvalConfig, run_eval
 from adversary.models.chat import ChatResult
 from adversary.records import Verdict
@@ -143,6 +145,17 @@ def test_store_keeps_messages_replies_and_verdicts(tiny_corpus, tmp_path):
         assert len(store.load_corpus().scenarios) == 2
     assert all(a.verdict is not None and a.reply for a in attempts)
     assert {a.kind for a in attempts} == {"distractor", "control"}
+
+
+def test_max_controls_samples_control_turns_and_keeps_old_fingerprints(tiny_corpus, tmp_path):
+    result = run_eval(_config(tiny_corpus, trials=1, max_controls=1), tmp_path / "run", call=ScriptedModel(),
+                      judge=ScriptedJudge())
+    target = result.metrics["targets"]["fake/model"]
+    assert target["control_trials"] == 1 and target["trials"] == 3
+    assert _config(tiny_corpus).fingerprint() == _config(tiny_corpus, max_controls=None).fingerprint()
+    assert _config(tiny_corpus).fingerprint() != _config(tiny_corpus, max_controls=1).fingerprint()
+    with pytest.raises(ConfigError, match="--max-controls"):
+        _config(tiny_corpus, max_controls=-1).validate()
 
 
 def test_scope_only_scenarios_get_the_starter_generic_distractors(tmp_path):

@@ -115,7 +115,7 @@ def test_a_tiny_finetune_is_seeded_resumes_from_its_checkpoint_and_serves_as_a_t
 
     shutil.rmtree(killed / "checkpoints" / "checkpoint-2")
     resumed = finetune(config, killed, threads=1)
-    assert resumed.steps == 2
+    assert resumed.steps == 2 and resumed.resumed_at_step == 1 and first.resumed_at_step == 0
     a, b = _tensors(tmp_path / "first"), _tensors(killed)
     assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a), "same seed, same adapter"
     assert any(np.abs(a[k]).max() > 0 for k in a if "lora_B" in k), "training moved the adapter off its zero init"

@@ -66,8 +66,9 @@ def finetune_command(
         if bar.live.is_started:
             bar.stop()
     rows = result.rows
-    console.print(f"trained {result.steps} steps on {rows['train']} rows ({rows['train_negatives']} hard negatives, "
-                  f"{rows['train_controls']} controls) in {result.seconds / 60:.1f} min; train loss {result.train_loss}"
+    resumed = f" (resumed at step {result.resumed_at_step})" if result.resumed_at_step else ""
+    console.print(f"trained {result.steps} steps{resumed} on {rows['train']} rows ({rows['train_negatives']} hard negatives, "
+                  f"{rows['train_controls']} controls) in {result.seconds / 60:.1f} min this session; train loss {result.train_loss}"
                   + (f", test loss {result.eval_loss:.3f} on {rows['test']} rows" if result.eval_loss is not None else ""))
     typer.echo(f"wrote {out}: {', '.join(result.files)}, finetune.json")
     if "adapter.gguf" in result.files:

@@ -80,6 +80,7 @@ class FinetuneResult:
     seconds: float
     files: list[str]
     config: dict = field(default_factory=dict)
+    resumed_at_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,7 @@ def finetune(config: FinetuneConfig, out_dir: Path, *, force: bool = False, thre
     result = FinetuneResult(
         out_dir=str(out_dir), base=base.name, method=config.method, rows=rows, steps=int(trainer.state.global_step),
         train_loss=_final_train_loss(trainer), eval_loss=eval_loss, seconds=round(time.monotonic() - started, 1),
-        files=files, config=settings)
+        files=files, config=settings, resumed_at_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0)
     del outcome
     write_json_atomic(out_dir / RESULT_FILE, asdict(result))
     return result

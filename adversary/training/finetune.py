@@ -343,7 +343,7 @@ def finetune(config: FinetuneConfig, out_dir: Path, *, force: bool = False, thre
         trainer = _trainer(config, model, tokenizer, train, test, out_dir, [_StepReporter.build(on_step)])
         checkpoint = _latest_checkpoint(out_dir) if resuming else None
         stage(f"training on {rows['train']} rows" + (f" (resuming {Path(checkpoint).name})" if checkpoint else ""))
-        outcome = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.train(resume_from_checkpoint=checkpoint)
         eval_loss = None
         if test:
             stage(f"evaluating on {len(test)} test rows")
@@ -355,7 +355,6 @@ def finetune(config: FinetuneConfig, out_dir: Path, *, force: bool = False, thre
         out_dir=str(out_dir), base=base.name, method=config.method, rows=rows, steps=int(trainer.state.global_step),
         train_loss=_final_train_loss(trainer), eval_loss=eval_loss, seconds=round(time.monotonic() - started, 1),
         files=files, config=settings, resumed_at_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0)
-    del outcome
     write_json_atomic(out_dir / RESULT_FILE, asdict(result))
     return result
 

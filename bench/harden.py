@@ -39,7 +39,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adversary.core.stats import wilson_interval  # noqa: E402
 from adversary.training.baseline import matched_rows, seed_placements  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

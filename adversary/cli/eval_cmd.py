@@ -31,7 +31,7 @@ def eval_command(
     target: list[str] = typer.Option(
         None, "--target", "-t",
         help="Target model (repeatable): local/smollm2 (embedded, default), local/smollm2+PATH (with the LoRA adapter of a "
-        "finetune output folder or GGUF file), any litellm model such as openai/gpt-4o-mini "
+        "finetune output folder or GGUF file; a tail @SCALE such as @0.5 scales the adapter), any litellm model such as openai/gpt-4o-mini "
         "or ollama/llama3, or a model name served at --api-base.",
     ),
     trials: int = typer.Option(3, "--trials", "-n", help="Times each distractor and control turn is sent (seeded sampling)."),

@@ -19,7 +19,8 @@ def models_command(
     """List the embedded offline models and whether they are ready to use.
 
     Each embedded chat model also takes a finetuned LoRA adapter: `--target local/smollm2+PATH` (a finetune output
-    folder or a GGUF LoRA file). Any other model litellm supports works by name too, e.g. `--target openai/gpt-4o-mini`
+    folder or a GGUF LoRA file), and a model with an adapter takes a scale for it: `local/smollm2-guarded@0.5` applies
+    half the adapter's update (fewer refusals of in-scope turns, less resistance). Any other model litellm supports works by name too, e.g. `--target openai/gpt-4o-mini`
     (key in OPENAI_API_KEY), `--target ollama/llama3`, or a model on any OpenAI-compatible server
     with `--api-base`.
     """

@@ -27,7 +27,8 @@ EXAMPLE_CONFIG = """\
 scenario_paths: []
 
 # Models are litellm names. local/smollm2 is the embedded offline model (no API key, no network);
-# local/smollm2+PATH is it with the LoRA adapter of a finetune output folder (or a GGUF LoRA file).
+# local/smollm2+PATH is it with the LoRA adapter of a finetune output folder (or a GGUF LoRA file);
+# a tail @SCALE (local/smollm2-guarded@0.5) multiplies an adapter's update by SCALE.
 # Examples: openai/gpt-4o-mini (OPENAI_API_KEY), ollama/llama3.1, or a bare name with api_base.
 targets: [local/smollm2]
 mutator: local/smollm2          # rewrites distractors for the LLM-backed strategies

@@ -15,7 +15,7 @@ from adversary.serving import serving
 
 def serve_command(
     model: str = typer.Argument(DEFAULT_CHAT_MODEL, help="Embedded model to serve (see `adversary models`), or local/smollm2+PATH "
-                               "with a finetuned LoRA adapter."),
+                               "with a finetuned LoRA adapter (either with @SCALE to scale the adapter)."),
     port: int = typer.Option(SERVE_PORT, "--port", help="Port of the model's OpenAI-compatible endpoint (0: any free port)."),
     judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help=JUDGE_HELP),
     judge_port: int = typer.Option(None, "--judge-port", help="Port of the judge (default: the model's port + 1; 0: any free port)."),

@@ -21,7 +21,7 @@ from adversary.corpus import dump_project_file
 from adversary.errors import ConfigError, ModelError
 from adversary.export.examples import Negative
 from adversary.judges.measured import measured_agreement
-from adversary.models.embedded import CHAT_MODELS, chat_model, is_local, split_adapter
+from adversary.models.embedded import CHAT_MODELS, chat_model, is_local, split_adapter, split_scale
 from adversary.records import Corpus, Distractor, Scenario, Style
 
 PROMPTFOO_VERSION = "0.121.20"
@@ -90,7 +90,7 @@ def provider_entry(name: str, api_base: str | None, sampling: dict) -> dict:
     """
     config = {key: value for key, value in sampling.items() if value is not None}
     if is_local(name):
-        if split_adapter(name)[0] not in CHAT_MODELS:
+        if split_adapter(split_scale(name)[0])[0] not in CHAT_MODELS:
             raise ConfigError(f"unknown provider {name!r}: embedded models are {', '.join(sorted(CHAT_MODELS))}")
         try:
             model = chat_model(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -17,6 +18,9 @@ ADAPTER_SEPARATOR = "+"
 """`local/BASE+PATH`: the embedded model BASE with the LoRA adapter at PATH applied by llama.cpp (not merged)."""
 ADAPTER_FILE = "adapter.gguf"
 """The GGUF LoRA a finetune output folder holds."""
+SCALE_SEPARATOR = "@"
+"""`NAME@SCALE`: a local model with a LoRA adapter, the adapter's update multiplied by SCALE (llama.cpp's
+`--lora-scaled`): below 1 it trades some resistance for fewer refusals of in-scope turns, without retraining."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class EmbeddedChatModel:
     adapter: str | None = None
     """A GGUF LoRA adapter llama.cpp applies on top of the weights: a file inside `adapter_package`, or a path."""
     adapter_package: str | None = None
+    adapter_scale: float = 1.0
+    """The factor llama.cpp multiplies the adapter's update by (`NAME@SCALE`)."""
 
     def weights_path(self) -> Path | None:
         """Path of the GGUF file, or None when its package is not installed."""
@@ -103,6 +109,18 @@ DEFAULT_CHAT_MODEL = "local/smollm2"
 DEFAULT_EMBEDDING_MODEL = "local/minilm"
 
 
+def split_scale(name: str) -> tuple[str, float | None]:
+    """(name without its scale, scale or None) of a local model name: `local/smollm2-guarded@0.5` ->
+    ("local/smollm2-guarded", 0.5). A tail after the last `@` that is not a number is part of the name."""
+    head, separator, tail = name.rpartition(SCALE_SEPARATOR)
+    if not separator:
+        return name, None
+    try:
+        return head, float(tail)
+    except ValueError:
+        return name, None
+
+
 def split_adapter(name: str) -> tuple[str, str | None]:
     """(base model name, adapter path or None) of a local model name: `local/smollm2+runs/ft` -> ("local/smollm2",
     "runs/ft")."""
@@ -145,11 +163,27 @@ def lora_adapter_file(path: Path, architecture: str | None) -> Path:
 
 def chat_model(name: str) -> EmbeddedChatModel:
     """The embedded chat model `name`: an entry of CHAT_MODELS, or `local/BASE+PATH`, BASE with the LoRA adapter at
-    PATH (a finetune output folder or a GGUF LoRA file), served under an alias of its own.
+    PATH (a finetune output folder or a GGUF LoRA file), served under an alias of its own; either with a
+    `@SCALE` tail scales its adapter.
 
     Raises:
         ModelError: an unknown base, a base that already has an adapter, or a missing or invalid adapter.
     """
+    unscaled, scale = split_scale(name)
+    if scale is None:
+        return _unscaled_chat_model(name)
+    model = _unscaled_chat_model(unscaled)
+    if model.adapter is None:
+        raise ModelError(f"{name}: {unscaled} has no LoRA adapter to scale (give local/BASE+PATH{SCALE_SEPARATOR}SCALE "
+                         f"or a model that carries one)")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ModelError(f"{name}: the adapter scale must be a number above 0, not {scale:g}")
+    return replace(model, name=name, alias=f"{model.alias}-x{scale:g}", adapter_scale=scale,
+                   description=f"{model.description}, adapter scaled by {scale:g}")
+
+
+def _unscaled_chat_model(name: str) -> EmbeddedChatModel:
+    """`chat_model` for a name without a `@SCALE` tail."""
     if name in CHAT_MODELS:
         return CHAT_MODELS[name]
     base_name, adapter = split_adapter(name)

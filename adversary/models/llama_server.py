@@ -12,11 +12,14 @@ batch in another order); bench/prompt_cache.py measures the time saved and how m
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Sequence
 
 import llama_cpp
 from llama_cpp.llama import LlamaState
 from llama_cpp.llama_cache import LlamaRAMCache
+
+from adversary.models.local_server import LORA_SCALE_FLAG
 
 
 class PrefixCachingLlama(llama_cpp.Llama):
@@ -30,6 +33,13 @@ class PrefixCachingLlama(llama_cpp.Llama):
       call (the mutator's) samples and give two calls restoring the same state the same seed. The current
       seed is kept, so sampling goes on as it would without the cache.
     """
+
+    lora_scale: float = 1.0
+    """The adapter scale every instance gets (llama_cpp.server has no setting for it; `main` sets it)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("lora_scale", PrefixCachingLlama.lora_scale)
+        super().__init__(*args, **kwargs)
 
     def save_state(self) -> LlamaState:
         if self._logits_all:
@@ -78,12 +88,24 @@ class PrefixStateCache(LlamaRAMCache):
 
 def main() -> None:
     """llama_cpp.server's command line, with `PrefixCachingLlama` and `PrefixStateCache` in place of llama-cpp-python's
-    model and RAM cache (its server looks both up on the `llama_cpp` module when it loads the model)."""
+    model and RAM cache (its server looks both up on the `llama_cpp` module when it loads the model), and
+    `--lora_scale X`, which llama_cpp.server lacks."""
+    PrefixCachingLlama.lora_scale = _pop_lora_scale(sys.argv)
     llama_cpp.Llama = PrefixCachingLlama
     llama_cpp.LlamaRAMCache = PrefixStateCache
     from llama_cpp.server.__main__ import main as serve
 
     serve()
+
+
+def _pop_lora_scale(argv: list[str]) -> float:
+    """The value of `--lora_scale` in `argv` (1.0 when absent), removed from `argv` for llama_cpp.server's parser."""
+    if LORA_SCALE_FLAG not in argv:
+        return 1.0
+    at = argv.index(LORA_SCALE_FLAG)
+    value = float(argv[at + 1])
+    del argv[at:at + 2]
+    return value
 
 
 if __name__ == "__main__":

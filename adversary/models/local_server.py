@@ -26,6 +26,8 @@ from adversary.models.embedded import EmbeddedChatModel, chat_model, server_avai
 
 HEALTH_TIMEOUT_S = 90.0
 SERVER_MODULE = "adversary.models.llama_server"
+LORA_SCALE_FLAG = "--lora_scale"
+"""The server's one argument beyond llama_cpp.server's: the factor its LoRA adapter's update is multiplied by."""
 """llama_cpp.server with a prompt-prefix state cache (the module says why)."""
 PROMPT_CACHE_MB_DEFAULT = 1024
 """Memory the server's cached states may take by default: about 100 states of 400-token calls (9-10 MB each) on
@@ -106,9 +108,10 @@ def prompt_cache_mb() -> int:
 
 
 def server_command(weights: Path, alias: str, port: int, context_tokens: int, threads: int, cache_mb: int,
-                   adapter: Path | None = None) -> list[str]:
+                   adapter: Path | None = None, adapter_scale: float = 1.0) -> list[str]:
     """The command that serves `weights` as `alias` on 127.0.0.1:`port`, with a prompt cache of `cache_mb` (0: none)
-    and the GGUF LoRA `adapter` applied on top of the weights (llama.cpp adds it at each layer; nothing is merged).
+    and the GGUF LoRA `adapter` applied on top of the weights, its update times `adapter_scale` (llama.cpp adds it at
+    each layer; nothing is merged).
 
     `--logits_all False`: llama_cpp.server keeps logits for every prompt token by default (only logprobs need
     them), which puts about 80 MB in every cached state, so 1 GB held about 11 states."""
@@ -127,6 +130,8 @@ def server_command(weights: Path, alias: str, port: int, context_tokens: int, th
         command += ["--cache", "True", "--cache_type", "ram", "--cache_size", str(cache_mb << 20)]
     if adapter is not None:
         command += ["--lora_path", str(adapter)]
+        if adapter_scale != 1.0:
+            command += [LORA_SCALE_FLAG, repr(adapter_scale)]
     return command
 
 
@@ -226,7 +231,8 @@ class LocalServers:
         log_dir = self._log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"local-server-{model.alias}.log"
-        command = server_command(weights, model.alias, port, model.context_tokens, threads, cache_mb, adapter)
+        command = server_command(weights, model.alias, port, model.context_tokens, threads, cache_mb, adapter,
+                                 model.adapter_scale)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

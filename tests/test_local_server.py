@@ -50,6 +50,7 @@ def test_server_command_turns_the_cache_on_and_off():
     assert cached[1:3] == ["-m", SERVER_MODULE]
     assert cached[cached.index("--logits_all") + 1] == "False", "cached states would carry a logits row per token"
     assert cached[cached.index("--cache_size") + 1] == str(64 << 20) and cached[cached.index("--cache") + 1] == "True"
+    assert cached[cached.index("--n_threads_batch") + 1] == "1", "prompt evaluation gets the server's threads, not every CPU"
     plain = server_command(Path("/m.gguf"), "smollm2", 8000, 2048, 1, 0)
     assert "--cache" not in plain and plain[plain.index("--port") + 1] == "8000"
 

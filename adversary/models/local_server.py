@@ -114,7 +114,8 @@ def server_command(weights: Path, alias: str, port: int, context_tokens: int, th
     each layer; nothing is merged).
 
     `--logits_all False`: llama_cpp.server keeps logits for every prompt token by default (only logprobs need
-    them), which puts about 80 MB in every cached state, so 1 GB held about 11 states."""
+    them), which puts about 80 MB in every cached state, so 1 GB held about 11 states. `--n_threads_batch`: prompt
+    evaluation would otherwise take as many threads as the machine has CPUs, also on a server pinned to fewer."""
     command = [
         sys.executable, "-m", SERVER_MODULE,
         "--model", str(weights),
@@ -123,6 +124,7 @@ def server_command(weights: Path, alias: str, port: int, context_tokens: int, th
         "--port", str(port),
         "--n_ctx", str(context_tokens),
         "--n_threads", str(threads),
+        "--n_threads_batch", str(threads),
         "--verbose", "False",
         "--logits_all", "False",
     ]

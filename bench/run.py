@@ -5,7 +5,8 @@
 Sections (each figure is taken in this one run, on this machine):
   overhead    a real campaign on local/smollm2: share of wall time outside model calls, with a breakdown
   engine      candidates per second against a zero-latency in-process target (real embedder, judge, store)
-  prefix      target calls per second in prefix-grouped order (the campaign's scheduler) vs interleaved
+  prefix      target calls per second with the server's prompt-prefix cache vs without it (same seeded requests,
+              a campaign's interleaved order of scenarios and insertion points)
   embed       embedding texts per second batched vs one at a time; the campaign's embed cache hit rate
   search      novelty, greedy and random at equal call budgets, three seeds each (skipped with --quick)
   scale       novelty archive at 10,000, 100,000 and 1,000,000 members (not the last with --quick), on vectors
@@ -38,13 +39,12 @@ import numpy as np  # noqa: E402
 import adversary.campaign as campaign_module  # noqa: E402
 from adversary.campaign import CampaignConfig, run_campaign  # noqa: E402
 from adversary.core.archive import EXACT_LIMIT, Candidate, NoveltyArchive  # noqa: E402
-from adversary.core.schedule import prefix_order, shared_prefix_fraction  # noqa: E402
 from adversary.core.selection import select_parents  # noqa: E402
 from adversary.corpus import load_path, starter_corpus_dir  # noqa: E402
 from adversary.models.call_cache import CachedChat  # noqa: E402
 from adversary.models.chat import ChatResult, Sampling, complete, resolve_route  # noqa: E402
 from adversary.models.embedder import get_embedder  # noqa: E402
-from adversary.models.local_server import LocalServers  # noqa: E402
+from adversary.models.local_server import PROMPT_CACHE_ENV, LocalServers  # noqa: E402
 from adversary.corpus.project import dump_project_file  # noqa: E402
 from adversary.records import Attempt, Corpus, Message, Verdict  # noqa: E402
 from adversary.store import Store  # noqa: E402
@@ -228,40 +228,61 @@ def _prefix_jobs(per_group: int, groups: int) -> list[tuple[tuple, list[dict], i
     return jobs
 
 
-def bench_prefix(servers: LocalServers, per_group: int, groups: int, rounds: int) -> dict:
+def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dict:
+    """What the server's prompt-prefix cache gains a user: the same seeded requests, in a campaign's interleaved
+    order (scenarios and insertion points taking turns), against a server with the cache and one without, started
+    one after the other on the same CPUs; rounds alternate the two so drift in the machine's load hits both."""
     jobs = _prefix_jobs(per_group, groups)
-    interleaved: dict[tuple, list] = {}
+    by_prefix: dict[tuple, list] = {}
     for job in jobs:
-        interleaved.setdefault(job[0], []).append(job)
-    naive = [job for batch in zip(*interleaved.values()) for job in batch]
-    grouped = prefix_order(naive, lambda job: job[0])
-    log(f"prefix: {len(jobs)} target calls ({len(interleaved)} prefixes) grouped vs interleaved, {rounds} round(s)")
-    route = resolve_route("local/smollm2", servers)
+        by_prefix.setdefault(job[0], []).append(job)
+    interleaved = [job for batch in zip(*by_prefix.values()) for job in batch]
+    log(f"prefix: {len(interleaved)} target calls ({len(by_prefix)} prefixes, interleaved) with and without the "
+        f"prompt cache, {rounds} round(s)")
     sampling = Sampling(temperature=0.7, max_tokens=CampaignConfig.max_tokens)
-    complete(route, [{"role": "user", "content": "warm up"}], sampling, 0)
-    rates: dict[str, list[float]] = {"interleaved": [], "grouped": []}
-    tokens: dict[str, int] = {"interleaved": 0, "grouped": 0}
+    seconds: dict[str, float] = {"cache": 0.0, "no cache": 0.0}
+    tokens: dict[str, int] = {"cache": 0, "no cache": 0}
+    replies: dict[str, list[str]] = {"cache": [], "no cache": []}
     for _ in range(rounds):
-        for name, order in (("interleaved", naive), ("grouped", grouped)):
-            started = time.perf_counter()
-            for _, messages, seed in order:
-                result = complete(route, messages, sampling, seed)
-                tokens[name] += result.completion_tokens
-            rates[name].append(len(order) / (time.perf_counter() - started))
-    grouped_rate, naive_rate = float(np.mean(rates["grouped"])), float(np.mean(rates["interleaved"]))
+        for name, cache_mb in (("cache", None), ("no cache", "0")):
+            with _prompt_cache_env(cache_mb), LocalServers(log_dir=log_dir) as servers:
+                route = resolve_route("local/smollm2", servers)
+                complete(route, [{"role": "user", "content": "warm up"}], sampling, 0)
+                started = time.perf_counter()
+                for _, messages, seed in interleaved:
+                    result = complete(route, messages, sampling, seed)
+                    tokens[name] += result.completion_tokens
+                    replies[name].append(result.text)
+                seconds[name] += time.perf_counter() - started
+    calls = len(interleaved) * rounds
+    cached_rate, plain_rate = calls / seconds["cache"], calls / seconds["no cache"]
     return {
-        "prefix_reuse_speedup": round(grouped_rate / naive_rate, 3),
+        "prefix_reuse_speedup": round(cached_rate / plain_rate, 3),
         "goal": ">= 1.5",
-        "grouped_calls_per_second": round(grouped_rate, 3),
-        "interleaved_calls_per_second": round(naive_rate, 3),
-        "calls_per_order_per_round": len(jobs),
+        "cache_calls_per_second": round(cached_rate, 3),
+        "no_cache_calls_per_second": round(plain_rate, 3),
+        "calls_per_variant_per_round": len(interleaved),
         "rounds": rounds,
-        "prefixes": len(interleaved),
-        "consecutive_shared_prefix": {"grouped": round(shared_prefix_fraction([j[0] for j in grouped]), 3),
-                                      "interleaved": round(shared_prefix_fraction([j[0] for j in naive]), 3)},
+        "prefixes": len(by_prefix),
         "completion_tokens": tokens,
-        "note": "same requests and seeds in both orders; the difference is prompt evaluation the server could skip",
+        "identical_replies": sum(a == b for a, b in zip(replies["cache"], replies["no cache"])),
+        "note": "same requests and seeds against a server with the prompt cache and one without; replies may differ "
+                "where float rounding in a restored prefix flips a near tie in sampling",
     }
+
+
+@contextlib.contextmanager
+def _prompt_cache_env(cache_mb: str | None):
+    """PROMPT_CACHE_ENV set to `cache_mb` (None: unset, the default cache) inside the block."""
+    before = os.environ.pop(PROMPT_CACHE_ENV, None)
+    if cache_mb is not None:
+        os.environ[PROMPT_CACHE_ENV] = cache_mb
+    try:
+        yield
+    finally:
+        os.environ.pop(PROMPT_CACHE_ENV, None)
+        if before is not None:
+            os.environ[PROMPT_CACHE_ENV] = before
 
 
 def bench_embed(count: int) -> dict:
@@ -551,7 +572,7 @@ def main() -> None:
             "engine": lambda: bench_engine(120 if args.quick else 600, workdir),
             "embed": lambda: bench_embed(256 if args.quick else 1024),
             "scale": lambda: bench_scale(sizes, 100_000, 100_000 if args.quick else 1_000_000, workdir),
-            "prefix": lambda: bench_prefix(servers, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
+            "prefix": lambda: bench_prefix(workdir, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
                                            rounds=1 if args.quick else 2),
             "overhead": lambda: bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir),
             "search": lambda: bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir),

@@ -158,6 +158,22 @@ def test_max_controls_samples_control_turns_and_keeps_old_fingerprints(tiny_corp
         _config(tiny_corpus, max_controls=-1).validate()
 
 
+def test_limit_corpus_is_the_sample_an_eval_runs_so_a_benchmark_can_hold_out_the_rest(tmp_path):
+    import numpy as np
+
+    from adversary.corpus import starter_corpus_dir
+    from adversary.evaluation import limit_corpus, load_eval_corpus
+
+    config = _config(starter_corpus_dir(), trials=1, seed=11, max_distractors=6, max_controls=4)
+    run_eval(config, tmp_path / "run", call=ScriptedModel(), judge=ScriptedJudge())
+    with Store.open(tmp_path / "run") as store:
+        attempts = list(store.attempts())
+    sample = limit_corpus(load_eval_corpus(config.scenario_paths, []), 6, 4, np.random.default_rng(11))
+    assert {a.item_id for a in attempts if a.kind == "distractor"} == {d.id for d in sample.distractors}
+    assert sorted((a.scenario_id, a.messages[-1].content) for a in attempts if a.kind == "control") == sorted(
+        (s.id, control) for s in sample.scenarios for control in s.controls)
+
+
 def test_scope_only_scenarios_get_the_starter_generic_distractors(tmp_path):
     prompt = tmp_path / "trainbot.md"
     prompt.write_text("# System Prompt for TrainBot\nYou only help with train tickets.\n")

@@ -88,8 +88,9 @@ def stage_campaign(work: Path, args) -> None:
 def stage_export(work: Path, args) -> None:
     if (work / "export-campaign" / "export.json").is_file():
         return
-    adversary("export", str(work / "campaign"), "--format", "sft", "--test-fraction", "0", "-o",
-              str(work / "export-campaign"), "--force", log=work / "export.log")
+    adversary("export", str(work / "campaign"), "--format", "sft", "--test-fraction", "0",
+              "--controls-ratio", f"{args.controls_ratio:g}", "-o", str(work / "export-campaign"), "--force",
+              log=work / "export.log")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -358,6 +359,8 @@ def main() -> None:
     parser.add_argument("--campaign-calls", type=int, default=900)
     parser.add_argument("--attack-calls", type=int, default=1500)
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--controls-ratio", type=float, default=0.5,
+                        help="export stage: in-scope controls per hard negative (adapter (b) gets the same controls)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--max-distractors", type=int, default=100)

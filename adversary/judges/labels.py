@@ -1,8 +1,6 @@
-"""Hand-labeled replies: read and check a labels file (the project's, or a user's own).
-
-One JSON object per line. The fields are those of corpora/labels/judge_labels.jsonl and of the
-two-annotator set (annotator A's and B's labels beside the adjudicated ones); any other field, a row
-without a boolean `in_scope`, or an id used twice is one ConfigError naming the file, line and id.
+"""Hand-labeled replies as judges read them: the labels file (adversary.labels' strict reader, so `judge train`
+and `judge calibrate` accept exactly the same files) turned into judge inputs with their scenario source, and the
+streaming reader of `judge run`'s items.
 """
 
 from __future__ import annotations
@@ -14,14 +12,11 @@ from pathlib import Path
 
 from adversary.errors import ConfigError
 from adversary.judges.base import JudgeInput
-from adversary.labels import LabelRow
+from adversary.labels import LabelRow, read_numbered_labels
 from adversary.records import Message
 
 SCENARIO_SOURCES = ("starter", "topic-following-insurance", "topic-following-real-estate", "offtopiceval")
-KNOWN_FIELDS = frozenset(LabelRow.model_fields) | {"source"}
-"""The labels file's fields (adversary.labels.LabelRow), and `source` of the first labels file."""
 FIELDS = ("system", "user", "response")
-BOOLEAN_FIELDS = ("refusal", "in_scope_a", "refusal_a", "in_scope_b", "refusal_b", "borderline")
 
 
 @dataclass(frozen=True)
@@ -94,34 +89,19 @@ def scenario_source_of(row: dict) -> str | None:
 
 
 def read_labels(path: Path) -> list[LabeledRow]:
-    """Every labeled row of `path`, checked; the first bad row is one ConfigError naming it."""
-    rows: list[LabeledRow] = []
-    seen: dict[str, int] = {}
-    for number, row, item in read_rows(path):
-        where = f"{path}:{number}" + (f" (id {row['id']!r})" if isinstance(row.get("id"), (str, int)) else "")
-        unknown = sorted(set(row) - KNOWN_FIELDS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-                              f"(a labels row has: {', '.join(sorted(KNOWN_FIELDS))})")
-        if not isinstance(row.get("in_scope"), bool):
-            raise ConfigError(f"{where}: missing label: field 'in_scope' must be true or false")
-        for field in BOOLEAN_FIELDS:
-            if row.get(field) is not None and not isinstance(row[field], bool):
-                raise ConfigError(f"{where}: field {field!r} must be true, false or absent")
-        row_id = row.get("id")
-        if row_id is not None:
-            key = str(row_id)
-            if key in seen:
-                raise ConfigError(f"{where}: duplicate id {key!r} (first on line {seen[key]})")
-            seen[key] = number
-        source = scenario_source_of(row)
-        rows.append(LabeledRow(
-            line=number, id=None if row_id is None else str(row_id),
-            scenario_id=row.get("scenario_id") if isinstance(row.get("scenario_id"), str) and row["scenario_id"] else None,
-            scenario_source=source, item=item, in_scope=row["in_scope"], refusal=row.get("refusal"),
-            in_scope_a=row.get("in_scope_a"), in_scope_b=row.get("in_scope_b"), borderline=row.get("borderline"),
-        ))
-    return rows
+    """Every labeled row of `path`, checked by adversary.labels.read_labels; the first bad row is one ConfigError
+    naming it."""
+    return [_labeled(number, row) for number, row in read_numbered_labels(path)]
+
+
+def _labeled(number: int, row: LabelRow) -> LabeledRow:
+    return LabeledRow(
+        line=number, id=row.id, scenario_id=row.scenario_id or None,
+        scenario_source=scenario_source_of(row.model_dump(exclude_none=True)),
+        item=JudgeInput(system_prompt=row.system, history=row.history, user=row.user, response=row.response),
+        in_scope=row.in_scope, refusal=row.refusal, in_scope_a=row.in_scope_a, in_scope_b=row.in_scope_b,
+        borderline=row.borderline,
+    )
 
 
 def check_trainable(rows: Iterable[LabeledRow], path: Path, minimum: int = 50) -> None:

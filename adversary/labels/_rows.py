@@ -71,11 +71,16 @@ def read_labels(path: Path) -> list[LabelRow]:
         ConfigError: naming the file, line and row id, on unreadable files, invalid JSON, unknown or missing
             fields, wrong types or duplicate ids.
     """
+    return [row for _, row in read_numbered_labels(path)]
+
+
+def read_numbered_labels(path: Path) -> list[tuple[int, LabelRow]]:
+    """(line number, row) for every row of a labels JSONL file, checked as `read_labels` does."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    rows: list[LabelRow] = []
+    rows: list[tuple[int, LabelRow]] = []
     first_line: dict[str, int] = {}
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -94,7 +99,7 @@ def read_labels(path: Path) -> list[LabelRow]:
         if row.id in first_line:
             raise ConfigError(f"{where}: duplicate id {row.id!r} (first on line {first_line[row.id]})")
         first_line[row.id] = number
-        rows.append(row)
+        rows.append((number, row))
     return rows
 
 

@@ -1,7 +1,7 @@
 """Close the loop: attack, export, fine-tune, re-evaluate on unseen scenarios, re-attack the hardened model.
 
-    python bench/harden.py --work runs/harden [--stage all|campaign|export|seeds|train|eval|attack|summary] [--until STAGE]
-                           [--campaign-calls 900] [--attack-calls 1500] [--epochs 2] [--pilot]
+    python bench/harden.py --work runs/harden [--stage all|campaign|export|seeds|train|scale|eval|attack|summary] [--until STAGE]
+                           [--campaign-calls 900] [--attack-calls 1500] [--epochs 2] [--controls-ratio 0.5]
 
 Every stage runs the real CLI (`adversary run / eval / export / finetune`) into its own folder under --work and
 is skipped when its output is complete, so a killed benchmark resumes where it stopped (a killed campaign or

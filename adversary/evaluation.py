@@ -30,7 +30,7 @@ from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reacha
 from adversary.models.limits import LimitedChat, in_order
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, check_local_names, is_local
 from adversary.models.embedder import get_embedder
-from adversary.models.local_server import LocalServers
+from adversary.models.local_server import LocalServers, calls_in_flight, local_slots
 from adversary.records import Attempt, Corpus, Message, Verdict
 from adversary.store import Store
 
@@ -54,7 +54,8 @@ class EvalConfig:
     placements_per_distractor: int = 1
     max_distractors: int | None = None
     max_controls: int | None = None
-    concurrency: int = 1
+    concurrency: int | None = None
+    """Target calls in flight at once; None: one per local server slot when every target is local, else 1."""
     requests_per_minute: float | None = None
     router: str | None = None
 
@@ -64,6 +65,8 @@ class EvalConfig:
         if not self.targets:
             raise ConfigError("at least one --target is needed")
         check_local_names(self.targets)
+        if any(is_local(t) for t in self.targets):
+            local_slots()  # a bad ADVERSARY_LOCAL_SLOTS stops the command before it writes anything
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError("--temperature must be between 0 and 2")
         if self.max_tokens < 1:
@@ -74,7 +77,7 @@ class EvalConfig:
             raise ConfigError("--max-distractors must be at least 1")
         if self.max_controls is not None and self.max_controls < 0:
             raise ConfigError("--max-controls must be 0 or more")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         if self.requests_per_minute is not None and self.requests_per_minute <= 0:
             raise ConfigError("--rpm must be positive")
@@ -204,7 +207,8 @@ def run_eval(
         )
         progress.on_plan(total, skipped)
         sampling = Sampling(temperature=config.temperature, max_tokens=config.max_tokens)
-        chat = LimitedChat(call or CachedChat(), config.requests_per_minute, config.concurrency)
+        in_flight = calls_in_flight(config.concurrency, config.targets)
+        chat = LimitedChat(call or CachedChat(), config.requests_per_minute, in_flight)
         routes = {t: resolve_route(t, servers, None if is_local(t) else config.api_base, router) for t in config.targets}
         if call is None:
             for route in routes.values():
@@ -249,7 +253,7 @@ def run_eval(
             group.clear()
 
         try:
-            for outcome in in_order(send, requests(), config.concurrency):
+            for outcome in in_order(send, requests(), in_flight):
                 if group and (group[-1].target, group[-1].placement) != (outcome.target, outcome.placement):
                     judge_and_store()
                 group.append(outcome)

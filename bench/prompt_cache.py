@@ -6,6 +6,8 @@ stores: how many target replies and candidates are identical (a reply may differ
 in a prefix decoded in another batch flips a near tie in sampling), the wall times, and the mean
 target-call latencies on seeds (run in prefix order, so they gain least) and on evolved candidates.
 The seeds take the first 132 calls of the starter corpus, so budgets well above that show the gain.
+Both servers keep their slots, whose cells are a prompt cache of their own; `ADVERSARY_LOCAL_SLOTS=1` in the
+environment leaves the state cache alone to compare.
 
 With `--replay RUN_DIR`, sends a stored campaign's target calls instead (`--calls` of them from number
 `--start`, in the order they ran, with their seeds and the run's sampling) to a server with the cache and

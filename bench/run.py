@@ -5,8 +5,10 @@
 Sections (each figure is taken in this one run, on this machine):
   overhead    a real campaign on local/smollm2: share of wall time outside model calls, with a breakdown
   engine      candidates per second against a zero-latency in-process target (real embedder, judge, store)
-  prefix      target calls per second with the server's prompt-prefix cache vs without it (same seeded requests,
-              a campaign's interleaved order of scenarios and insertion points)
+  prefix      target calls per second, one at a time, with the server's prompt reuse (slots and state cache) vs
+              one slot without a cache (same seeded requests, a campaign's interleaved scenarios and insertion points)
+  batching    calls per second of the embedded server with 1 slot and with 8 (as many in flight), every reply
+              decoded to the same length, and of llama-cpp-python's server: batched_decoding_speedup
   embed       embedding texts per second batched vs one at a time; the campaign's embed cache hit rate
   search      novelty, greedy and random at equal call budgets, three seeds each (skipped with --quick)
   scale       novelty archive at 10,000, 100,000 and 1,000,000 members (not the last with --quick), on vectors
@@ -28,6 +30,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,11 +46,16 @@ from adversary.core.selection import select_parents  # noqa: E402
 from adversary.corpus import load_path, starter_corpus_dir  # noqa: E402
 from adversary.models.call_cache import CachedChat  # noqa: E402
 from adversary.models.chat import ChatResult, Sampling, complete, resolve_route  # noqa: E402
+from adversary.models.embedded import CHAT_MODELS  # noqa: E402
 from adversary.models.embedder import get_embedder  # noqa: E402
-from adversary.models.local_server import PROMPT_CACHE_ENV, LocalServers  # noqa: E402
+from adversary.models.local_server import (PROMPT_CACHE_ENV, SLOTS_DEFAULT, SLOTS_ENV, LocalServers,  # noqa: E402
+                                           calls_in_flight)
 from adversary.corpus.project import dump_project_file  # noqa: E402
 from adversary.records import Attempt, Corpus, Message, Verdict  # noqa: E402
 from adversary.store import Store  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import server_slots  # noqa: E402
 
 TEMPLATE_STRATEGIES = ("tangential", "emotional", "socratic", "subtler", "two-turn", "crossover")
 
@@ -103,15 +111,46 @@ class Sections:
         stack.callback(setattr, owner, name, original)
 
 
-def _instrumented_campaign(config: CampaignConfig, run_dir: Path, servers: LocalServers | None, call=None) -> tuple[dict, Sections, float, object]:
-    """Run a campaign with every engine stage timed; returns metrics, sections, wall seconds and the embedder."""
+class BusyClock:
+    """Wall time during which at least one model call is in flight, over calls from any thread: with several calls
+    in flight (a batched local server) summing their durations would count the same seconds many times."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0
+        self.seconds = 0.0
+        self.calls = 0
+
+    def wrap(self, function: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            with self._lock:
+                if self._in_flight == 0:
+                    self._since = time.perf_counter()
+                self._in_flight += 1
+                self.calls += 1
+            try:
+                return function(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self.seconds += time.perf_counter() - self._since
+        return timed
+
+
+def _instrumented_campaign(config: CampaignConfig, run_dir: Path, servers: LocalServers | None,
+                           call=None) -> tuple[dict, Sections, float, object]:
+    """Run a campaign with every engine stage timed; returns metrics, sections (with "model": the wall time any
+    model call was in flight, and its call count), wall seconds and the embedder."""
     sections = Sections()
+    model = BusyClock()
     embedder = get_embedder(config.embedder)
     started = time.perf_counter()
     with sections.timing("embedding model load"):
         embedder.embed(["load the embedding model"])
     embedder.embed = sections.wrap(embedder.embed, "embed")
-    chat = sections.wrap(call or CachedChat(complete), "model")
+    chat = model.wrap(call or CachedChat(complete))
     with contextlib.ExitStack() as stack:
         for name in ("add", "restore", "novelty", "is_duplicate", "nearest_similarity", "current_novelty", "record"):
             sections.patch(NoveltyArchive, name, "novelty", stack)
@@ -130,15 +169,18 @@ def _instrumented_campaign(config: CampaignConfig, run_dir: Path, servers: Local
             if self.rewriter is not None:
                 for method in ("rewrite", "lead_in"):
                     if hasattr(self.rewriter, method):
-                        setattr(self.rewriter, method, sections.wrap(getattr(self.rewriter, method), "model"))
+                        setattr(self.rewriter, method, model.wrap(getattr(self.rewriter, method)))
         campaign_module.Campaign.__init__ = init
         stack.callback(setattr, campaign_module.Campaign, "__init__", original_init)
         result = run_campaign(config, run_dir, servers=servers, call=chat, embedder=embedder)
         wall = time.perf_counter() - started
+    sections.seconds["model"], sections.counts["model"] = model.seconds, model.calls
     return result.metrics, sections, wall, embedder
 
 
 def _breakdown(sections: Sections, wall: float) -> dict:
+    """Seconds per section; with calls in flight on other threads the engine's own sections overlap the model's
+    time, so "other" is what no section covers, at least zero."""
     measured = sum(sections.seconds.values())
     parts = {name: round(seconds, 3) for name, seconds in sorted(sections.seconds.items(), key=lambda kv: -kv[1])}
     parts["other (campaign code, corpus loading)"] = round(max(0.0, wall - measured), 3)
@@ -169,6 +211,8 @@ def bench_overhead(servers: LocalServers, budget: int, scenarios: int | None, wo
     return {
         "engine_overhead_fraction": round(outside / wall, 4),
         "goal": "<= 0.10",
+        "definition": "share of wall time with no model call in flight (the model waiting for the engine)",
+        "calls_in_flight": calls_in_flight(config.concurrency, config.targets),
         "engine_overhead_fraction_without_model_loading": round((outside - load) / (wall - load), 4),
         "generations": len(metrics["generations"]),
         "mutator_calls": metrics["mutator"]["calls_this_session"],
@@ -229,9 +273,11 @@ def _prefix_jobs(per_group: int, groups: int) -> list[tuple[tuple, list[dict], i
 
 
 def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dict:
-    """What the server's prompt-prefix cache gains a user: the same seeded requests, in a campaign's interleaved
-    order (scenarios and insertion points taking turns), against a server with the cache and one without, started
-    one after the other on the same CPUs; rounds alternate the two so drift in the machine's load hits both."""
+    """What prompt reuse gains a user: the same seeded requests, one at a time in a campaign's interleaved order
+    (scenarios and insertion points taking turns), against the default server (its slots and its state cache keep
+    earlier prompts) and one with a single slot and no cache (it keeps only the previous call's prompt, as llama.cpp
+    does by itself), started one after the other on the same CPUs; rounds alternate the two so drift in the
+    machine's load hits both."""
     jobs = _prefix_jobs(per_group, groups)
     by_prefix: dict[tuple, list] = {}
     for job in jobs:
@@ -244,8 +290,8 @@ def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dic
     tokens: dict[str, int] = {"cache": 0, "no cache": 0}
     replies: dict[str, list[str]] = {"cache": [], "no cache": []}
     for _ in range(rounds):
-        for name, cache_mb in (("cache", None), ("no cache", "0")):
-            with _prompt_cache_env(cache_mb), LocalServers(log_dir=log_dir) as servers:
+        for name, cache_mb, slots in (("cache", None, None), ("no cache", "0", "1")):
+            with _env(PROMPT_CACHE_ENV, cache_mb), _env(SLOTS_ENV, slots), LocalServers(log_dir=log_dir) as servers:
                 route = resolve_route("local/smollm2", servers)
                 complete(route, [{"role": "user", "content": "warm up"}], sampling, 0)
                 started = time.perf_counter()
@@ -266,23 +312,36 @@ def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dic
         "prefixes": len(by_prefix),
         "completion_tokens": tokens,
         "identical_replies": sum(a == b for a, b in zip(replies["cache"], replies["no cache"])),
-        "note": "same requests and seeds against a server with the prompt cache and one without; replies may differ "
-                "where float rounding in a restored prefix flips a near tie in sampling",
+        "note": f"same requests and seeds, one at a time, against the default server ({SLOTS_DEFAULT} slots and the "
+                "state cache) and one with one slot and no cache; replies may differ where float rounding in a "
+                "restored prefix flips a near tie in sampling",
     }
 
 
 @contextlib.contextmanager
-def _prompt_cache_env(cache_mb: str | None):
-    """PROMPT_CACHE_ENV set to `cache_mb` (None: unset, the default cache) inside the block."""
-    before = os.environ.pop(PROMPT_CACHE_ENV, None)
-    if cache_mb is not None:
-        os.environ[PROMPT_CACHE_ENV] = cache_mb
+def _env(name: str, value: str | None):
+    """Environment variable `name` set to `value` (None: unset, the default) inside the block."""
+    before = os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
     try:
         yield
     finally:
-        os.environ.pop(PROMPT_CACHE_ENV, None)
+        os.environ.pop(name, None)
         if before is not None:
-            os.environ[PROMPT_CACHE_ENV] = before
+            os.environ[name] = before
+
+
+def bench_batching(log_dir: Path, requests: int) -> dict:
+    """Batched decoding: a campaign's mix of requests, each decoded to the same length, through the embedded model's
+    server with one slot and with SLOTS_DEFAULT slots (as many in flight), and llama-cpp-python's server (what
+    adversary ran before), one after the other on this process's CPUs (bench/server_slots.py)."""
+    log(f"batching: {requests} requests of {CampaignConfig.max_tokens} tokens, 1 and {SLOTS_DEFAULT} slots, and "
+        "llama-cpp-python's server")
+    result = server_slots.compare(CHAT_MODELS["local/smollm2"].weights_path(), None, [1, SLOTS_DEFAULT],
+                                  server_slots.campaign_requests(requests), CampaignConfig.max_tokens, log_dir,
+                                  python_server=True)
+    return {"batched_decoding_speedup": result.pop("batched_decoding_speedup"), "goal": ">= 2.0", **result}
 
 
 def bench_embed(count: int) -> dict:
@@ -548,7 +607,7 @@ def bench_store(attempts: int, workdir: Path) -> dict:
     }
 
 
-SECTIONS = ("overhead", "engine", "prefix", "embed", "search", "scale")
+SECTIONS = ("overhead", "engine", "prefix", "batching", "embed", "search", "scale")
 
 
 def main() -> None:
@@ -574,6 +633,7 @@ def main() -> None:
             "scale": lambda: bench_scale(sizes, 100_000, 100_000 if args.quick else 1_000_000, workdir),
             "prefix": lambda: bench_prefix(workdir, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
                                            rounds=1 if args.quick else 2),
+            "batching": lambda: bench_batching(workdir, 32 if args.quick else 64),
             "overhead": lambda: bench_overhead(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir),
             "search": lambda: bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir),
         }

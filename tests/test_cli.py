@@ -120,6 +120,21 @@ def test_bad_run_config_is_one_line(tmp_path):
     assert result.returncode == 2 and "search must be one of novelty, greedy, random" in result.stderr
 
 
+def test_a_bad_slot_count_for_the_local_server_is_one_line_and_writes_nothing(tmp_path, tiny_corpus):
+    import os
+
+    from adversary.models.local_server import MAX_SLOTS, SLOTS_ENV
+
+    for command in (["eval", "--scenarios", str(tiny_corpus)], ["run", "--scenarios", str(tiny_corpus)]):
+        for bad in ("0", str(MAX_SLOTS + 1)):
+            run_dir = tmp_path / f"{command[0]}-{bad}"
+            result = _adversary(*command, "--out", str(run_dir), env={**os.environ, SLOTS_ENV: bad})
+            assert result.returncode == 2, result.stderr[-1000:]
+            last = result.stderr.strip().splitlines()[-1]
+            assert last == f"error: {SLOTS_ENV} must be a whole number of slots from 1 to {MAX_SLOTS}, not '{bad}'"
+            assert "Traceback" not in result.stderr and not run_dir.exists()
+
+
 def test_version_prints_and_exits_zero():
     from adversary import __version__
 

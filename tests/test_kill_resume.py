@@ -10,17 +10,19 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.fake_openai import FakeOpenAI, off_topic_when
 
 BUDGET = "90"
 
 
-def _command(tiny_corpus, server, run_dir, resume=False):
+def _command(tiny_corpus, server, run_dir, resume=False, concurrency=1):
     if resume:
         return [sys.executable, "-m", "adversary", "run", "--resume", str(run_dir)]
     return [sys.executable, "-m", "adversary", "run", "--scenarios", str(tiny_corpus), "--target", "fakebot", "--mutator",
             "fakebot", "--judge", "keyword", "--api-base", server.api_base, "--budget-calls", BUDGET, "--seed", "5",
-            "--out", str(run_dir)]
+            "--concurrency", str(concurrency), "--out", str(run_dir)]
 
 
 def _attempts(run_dir) -> int:
@@ -36,16 +38,20 @@ def _archive(run_dir) -> list[tuple]:
     return sorted((r["id"], r["breaks"], r["trials"], r["confirmed"]["trials"]) for r in rows)
 
 
-def test_kill_9_at_random_moments_then_resume_reaches_the_uninterrupted_archive(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("concurrency", [1, 4], ids=["one-call-at-a-time", "batched"])
+def test_kill_9_at_random_moments_then_resume_reaches_the_uninterrupted_archive(tiny_corpus, tmp_path, concurrency):
+    """With several calls in flight (as against a batched local server) a kill loses the calls in flight, and the
+    resumed run still reaches the archive of an uninterrupted one: replies are stored in plan order."""
     rng = random.Random(2026)
     with FakeOpenAI(off_topic_when("please")) as server:
-        whole = subprocess.run(_command(tiny_corpus, server, tmp_path / "whole"), capture_output=True, text=True, timeout=600)
+        whole = subprocess.run(_command(tiny_corpus, server, tmp_path / "whole", concurrency=concurrency),
+                               capture_output=True, text=True, timeout=600)
         assert whole.returncode == 0, whole.stderr[-1500:]
         run_dir = tmp_path / "killed"
         kills = 0
         for target_attempts in sorted(rng.sample(range(3, int(BUDGET) - 10), 3)):
             resume = (run_dir / "store.sqlite").exists()
-            process = subprocess.Popen(_command(tiny_corpus, server, run_dir, resume), stdout=subprocess.DEVNULL,
+            process = subprocess.Popen(_command(tiny_corpus, server, run_dir, resume, concurrency), stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, text=True)
             deadline = time.time() + 300
             while process.poll() is None and _attempts(run_dir) < target_attempts and time.time() < deadline:

@@ -1,16 +1,15 @@
-"""The local model server: its prompt-prefix cache (setting, memory accounting, replies unchanged on the real model)
-and which other servers compete for its CPUs."""
+"""The local model server: slots and prompt-state cache settings, the batched server on the real model (replies as
+one at a time, concurrent requests), and which other servers compete for its CPUs."""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,17 +18,14 @@ from adversary.errors import ModelError
 from adversary.models import local_server
 from adversary.models.chat import Sampling, complete, resolve_route
 from adversary.models.embedded import CHAT_MODELS, server_available
-from adversary.models.local_server import (PROMPT_CACHE_ENV, PROMPT_CACHE_MB_DEFAULT, SERVER_MODULE, LocalServers,
-                                           cpu_placement, other_local_servers, prompt_cache_mb, server_command)
+from adversary.models.local_server import (MAX_SLOTS, PROMPT_CACHE_ENV, PROMPT_CACHE_MB_DEFAULT, SERVER_MODULE,
+                                           SLOTS_DEFAULT, SLOTS_ENV, LocalServers, calls_in_flight, cpu_placement,
+                                           local_slots, other_local_servers, prompt_cache_mb, server_command)
+
+from adversary.core.slots import common_prefix
 
 llama_server = pytest.importorskip("adversary.models.llama_server", reason="llama-cpp-python is not installed")
-LlamaState = pytest.importorskip("llama_cpp.llama").LlamaState
-VOCAB = 50
 
-
-def _state(tokens: tuple[int, ...], seed: int = 1, kv_bytes: int = 1000) -> LlamaState:
-    return LlamaState(input_ids=np.array(tokens, dtype=np.intc), scores=np.ones((len(tokens), VOCAB), dtype=np.single),
-                      n_tokens=len(tokens), llama_state=b"\0" * kv_bytes, llama_state_size=kv_bytes, seed=seed)
 
 
 def test_cache_size_comes_from_the_environment(monkeypatch):
@@ -45,14 +41,40 @@ def test_cache_size_comes_from_the_environment(monkeypatch):
             prompt_cache_mb()
 
 
-def test_server_command_turns_the_cache_on_and_off():
-    cached = server_command(Path("/m.gguf"), "smollm2", 8000, 2048, 1, 64)
-    assert cached[1:3] == ["-m", SERVER_MODULE]
-    assert cached[cached.index("--logits_all") + 1] == "False", "cached states would carry a logits row per token"
-    assert cached[cached.index("--cache_size") + 1] == str(64 << 20) and cached[cached.index("--cache") + 1] == "True"
-    assert cached[cached.index("--n_threads_batch") + 1] == "1", "prompt evaluation gets the server's threads, not every CPU"
-    plain = server_command(Path("/m.gguf"), "smollm2", 8000, 2048, 1, 0)
-    assert "--cache" not in plain and plain[plain.index("--port") + 1] == "8000"
+def test_server_command_sets_slots_context_and_cache():
+    command = server_command(Path("/m.gguf"), "smollm2", 8000, 2048, 1, 64, slots=4)
+    assert command[1:3] == ["-m", SERVER_MODULE]
+    assert command[command.index("--cache_mb") + 1] == "64" and command[command.index("--slots") + 1] == "4"
+    assert command[command.index("--n_ctx") + 1] == "2048", "every slot holds the model's whole context"
+    assert command[command.index("--n_threads") + 1] == "1" and command[command.index("--port") + 1] == "8000"
+    args = llama_server.parse_args(command[3:])
+    assert (args.slots, args.n_ctx, args.cache_mb, args.n_threads) == (4, 2048, 64, 1)
+
+
+def test_slots_come_from_the_environment_and_bad_counts_give_one_line(monkeypatch):
+    monkeypatch.delenv(SLOTS_ENV, raising=False)
+    assert local_slots() == SLOTS_DEFAULT
+    monkeypatch.setenv(SLOTS_ENV, " 3 ")
+    assert local_slots() == 3
+    for bad in ("0", "-2", "many", "1.5", str(MAX_SLOTS + 1)):
+        monkeypatch.setenv(SLOTS_ENV, bad)
+        with pytest.raises(ModelError, match=f"^{SLOTS_ENV} must be a whole number of slots from 1 to {MAX_SLOTS}"):
+            local_slots()
+
+
+def test_the_server_refuses_bad_slot_counts_in_one_line(capsys):
+    for bad in ("0", str(MAX_SLOTS + 1)):
+        with pytest.raises(SystemExit) as exit_info:
+            llama_server.parse_args(["--model", "m.gguf", "--model_alias", "a", "--port", "1", "--slots", bad])
+        assert exit_info.value.code == 2
+        assert f"--slots must be between 1 and {MAX_SLOTS}" in capsys.readouterr().err
+
+
+def test_local_targets_get_a_call_in_flight_per_slot_and_remote_ones_their_concurrency(monkeypatch):
+    monkeypatch.setenv(SLOTS_ENV, "6")
+    assert calls_in_flight(None, ["local/smollm2", "local/smollm2-guarded"]) == 6
+    assert calls_in_flight(None, ["local/smollm2", "openai/gpt-4o-mini"]) == 1
+    assert calls_in_flight(3, ["local/smollm2"]) == 3
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs")
@@ -111,72 +133,6 @@ def test_a_server_started_beside_a_pinned_one_runs_on_the_other_cpus(monkeypatch
         competitor.wait()
 
 
-def test_cache_counts_what_its_states_take():
-    cache = llama_server.PrefixStateCache(capacity_bytes=1 << 20)
-    cache[(1, 2, 3)] = _state((1, 2, 3))
-    assert cache.cache_size == 1000 + 3 * VOCAB * 4
-
-
-def test_a_new_state_replaces_the_states_it_shares_most_of_their_tokens_with():
-    cache = llama_server.PrefixStateCache(capacity_bytes=1 << 20)
-    conversation = tuple(range(100))
-    cache[conversation + (500, 501)] = _state(conversation + (500, 501), seed=1)
-    cache[conversation[:30] + (600,)] = _state(conversation[:30] + (600,), seed=2)
-    cache[conversation + (700, 701)] = _state(conversation + (700, 701), seed=3)
-    assert len(cache.cache_state) == 1, "the newest state of the conversation serves every prompt the others served"
-    assert cache[conversation[:30] + (999,)].seed == 3
-    cache[(5,) * 300] = _state((5,) * 300, seed=4)
-    cache[(5,) * 10 + (6,)] = _state((5,) * 10 + (6,), seed=5)
-    assert cache[(5,) * 200].seed == 4, "a state sharing a small part of a longer one leaves it"
-
-
-def test_cache_restores_the_longest_prefix_and_evicts_the_least_recently_used():
-    one_state = 1000 + 3 * VOCAB * 4
-    cache = llama_server.PrefixStateCache(capacity_bytes=2 * one_state + one_state // 2)
-    cache[(1, 2, 3)] = _state((1, 2, 3), seed=1)
-    cache[(4, 5, 6)] = _state((4, 5, 6), seed=2)
-    assert cache[(1, 2, 3, 7)].seed == 1
-    cache[(7, 8, 9)] = _state((7, 8, 9), seed=3)
-    assert len(cache.cache_state) == 2 and cache.cache_size <= cache.capacity_bytes
-    assert cache[(1, 2, 0)].seed == 1 and cache[(7, 8, 0)].seed == 3
-    with pytest.raises(KeyError):
-        cache[(4, 5, 0)]  # (4, 5, 6), used least recently, was evicted
-
-
-def _bare_model(monkeypatch, seed: int = 7):
-    """A PrefixCachingLlama without a loaded model, whose base save_state / load_state are stand-ins."""
-    import llama_cpp
-
-    monkeypatch.setattr(llama_cpp.Llama, "load_state", lambda self, state: setattr(self, "_seed", state.seed))
-    monkeypatch.setattr(llama_cpp.Llama, "save_state", lambda self: LlamaState(
-        self.input_ids[:self.n_tokens].copy(), self._scores.copy(), self.n_tokens, b"", 0, self._seed))
-    model = llama_server.PrefixCachingLlama.__new__(llama_server.PrefixCachingLlama)
-    model._stack = contextlib.ExitStack()
-    model._seed, model._logits_all, model.n_tokens = seed, False, 40
-    model.input_ids = np.zeros(64, dtype=np.intc)
-    model.scores = np.zeros((64, VOCAB), dtype=np.single)
-    return model
-
-
-def test_saved_states_keep_one_row_of_logits(monkeypatch):
-    model = _bare_model(monkeypatch)
-    state = model.save_state()
-    assert state.scores.shape == (1, VOCAB) and state.n_tokens == 40
-    assert model.scores.shape == (64, VOCAB), "the model's own logits buffer is put back"
-
-
-def test_restoring_a_state_keeps_the_sampling_seed_and_writes_one_row_of_logits(monkeypatch):
-    import llama_cpp
-
-    model = _bare_model(monkeypatch, seed=7)
-    written = []
-    monkeypatch.setattr(llama_cpp.Llama, "load_state", lambda self, state: (written.append(self.scores.shape),
-                                                                             setattr(self, "_seed", state.seed)))
-    model.load_state(_state((1, 2), seed=3))
-    assert model._seed == 7
-    assert written == [(1, VOCAB)] and model.scores.shape == (64, VOCAB)
-
-
 @pytest.mark.integration
 @pytest.mark.skipif(CHAT_MODELS["local/smollm2"].weights_path() is None or not server_available(),
                     reason="embedded model or llama-cpp-python[server] not installed")
@@ -198,6 +154,7 @@ def test_a_cached_server_replies_as_an_uncached_one(monkeypatch):
 
     def replies(cache_mb: str) -> list[str | None]:
         monkeypatch.setenv(PROMPT_CACHE_ENV, cache_mb)
+        monkeypatch.setenv(SLOTS_ENV, "1")  # one slot: every return to an earlier prompt is the cache's work
         with LocalServers() as servers:
             route = resolve_route("local/smollm2", servers)
             return [complete(route, messages, Sampling(temperature=0.0, max_tokens=24), seed).text for messages, seed in calls]
@@ -205,3 +162,61 @@ def test_a_cached_server_replies_as_an_uncached_one(monkeypatch):
     cached = replies("64")
     assert all(cached)
     assert cached == replies("0")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(CHAT_MODELS["local/smollm2"].weights_path() is None or not server_available(),
+                    reason="embedded model or llama-cpp-python[server] not installed")
+def test_concurrent_requests_are_decoded_together_and_each_gets_its_own_reply(monkeypatch):
+    """Four greedy requests sent at once to a 4-slot server share decode steps, and each reply is its own request's:
+    closer to what that request gets alone than to any other request's reply (batched logits may flip a near tie,
+    so exact equality is not required of every reply)."""
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+
+    system = "You are Acme Bank's assistant. Only discuss cards and transfers."
+    questions = ["How do I freeze my card?", "Tell me a joke about cats.", "What is the capital of France?",
+                 "Write a haiku about the sea."]
+    monkeypatch.setenv(SLOTS_ENV, "4")
+    monkeypatch.setenv(PROMPT_CACHE_ENV, "0")
+    with LocalServers() as servers:
+        route = resolve_route("local/smollm2", servers)
+
+        def ask(question: str) -> str:
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+            return complete(route, messages, Sampling(temperature=0.0, max_tokens=32), 1).text
+
+        alone = [ask(q) for q in questions]
+        before = httpx.get(route.api_base.removesuffix("/v1") + "/stats").json()
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(ask, questions))
+        after = httpx.get(route.api_base.removesuffix("/v1") + "/stats").json()
+    generated = after["generated_tokens"] - before["generated_tokens"]
+    decodes = after["decode_calls"] - before["decode_calls"]
+    assert after["requests"] - before["requests"] == 4
+    assert decodes < generated * 0.6, f"{decodes} decode calls for {generated} tokens: the requests were not batched"
+    assert all(together)
+    for i, reply in enumerate(together):
+        shared = [common_prefix(reply, other) for other in alone]
+        assert shared[i] == max(shared) and shared[i] >= 10, (i, reply, alone)
+    assert sum(a == b for a, b in zip(alone, together)) >= 2
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(CHAT_MODELS["local/smollm2"].weights_path() is None or not server_available(),
+                    reason="embedded model or llama-cpp-python[server] not installed")
+def test_a_prompt_longer_than_a_slot_is_refused_in_one_line_and_the_server_goes_on(monkeypatch):
+    import httpx
+
+    monkeypatch.setenv(SLOTS_ENV, "2")
+    with LocalServers() as servers:
+        route = resolve_route("local/smollm2", servers)
+        url = route.api_base + "/chat/completions"
+        long = httpx.post(url, json={"messages": [{"role": "user", "content": "word " * 5000}], "max_tokens": 4},
+                          timeout=120)
+        assert long.status_code == 400
+        assert re.fullmatch(r"the prompt has \d+ tokens; a slot holds 4096", long.json()["error"]["message"])
+        bad = httpx.post(url, json={"messages": "hello"}, timeout=60)
+        assert bad.status_code == 400 and bad.json()["error"]["message"] == "messages must be a non-empty list"
+        fine = httpx.post(url, json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}, timeout=120)
+        assert fine.status_code == 200 and fine.json()["usage"]["completion_tokens"] <= 4

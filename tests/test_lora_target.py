@@ -275,8 +275,9 @@ def _shared_prefix(a: str, b: str) -> int:
 
 
 def _served_greedy(route) -> list[str]:
-    """The served model's greedy replies to PROMPTS. llama-cpp-python's server applies a repeat penalty of 1.1 unless
-    told otherwise (eval's calls get it too); 1.0 makes it plain greedy decoding, as transformers' `generate` is."""
+    """The served model's greedy replies to PROMPTS. The embedded server applies a repeat penalty of 1.1 unless told
+    otherwise, as llama-cpp-python's does (eval's calls get it too); 1.0 makes it plain greedy decoding, as
+    transformers' `generate` is."""
     import litellm
 
     replies = []

@@ -46,7 +46,7 @@ def eval_command(
     max_distractors: int = typer.Option(None, "--max-distractors", help="Evaluate a seeded sample of this many distractors."),
     max_controls: int = typer.Option(None, "--max-controls", help="Evaluate a seeded sample of this many in-scope control "
                                      "turns (default: all; over-refusal needs about 100 control trials)."),
-    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Target calls in flight at once (remote targets; a local server answers one at a time)."),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Target calls in flight at once (default: one per local server slot, ADVERSARY_LOCAL_SLOTS, when every target is local; else 1)."),
     rpm: float = typer.Option(None, "--rpm", help="At most this many requests per minute to each target."),
     router: Path = typer.Option(None, "--router", help="litellm Router YAML (model_list): spread a target over its deployments."),
     fail_over: float = typer.Option(None, "--fail-over", help="Exit with status 3 when any target's break rate exceeds this rate (0-1), for CI gating."),

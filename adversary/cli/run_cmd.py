@@ -56,9 +56,9 @@ min_parent_similarity: 0.3      # a mutant less similar than this to its parent 
 temperature: 0.7
 max_tokens: 96
 
-# Call limits (may change on --resume): calls in flight at once (threads; for remote targets, a local
-# server answers one at a time) and requests per minute to each target.
-concurrency: 1
+# Call limits (may change on --resume): calls in flight at once (threads; null: one per local server slot,
+# ADVERSARY_LOCAL_SLOTS, when every target is local, else 1) and requests per minute to each target.
+concurrency: null
 requests_per_minute: null
 router: null                    # litellm Router YAML (model_list): one target name spread over several deployments
 
@@ -88,7 +88,7 @@ def run_command(
     seed: int = typer.Option(None, "--seed", help="Seed of the search and of sampling."),
     search: str = typer.Option(None, "--search", help=f"Search: {' | '.join(SEARCH_MODES)}."),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local models."),
-    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Target calls in flight at once (remote targets; default 1)."),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Target calls in flight at once (default: one per local server slot, ADVERSARY_LOCAL_SLOTS, when every target is local; else 1)."),
     rpm: float = typer.Option(None, "--rpm", help="At most this many requests per minute to each target."),
     router: Path = typer.Option(None, "--router", help="litellm Router YAML (model_list): spread a target over its deployments."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory. Default: runs/run-TIMESTAMP."),

@@ -25,7 +25,7 @@ SCALE_SEPARATOR = "@"
 
 @dataclass(frozen=True)
 class EmbeddedChatModel:
-    """A GGUF chat model shipped inside a PyPI package, served by llama-cpp-python's server."""
+    """A GGUF chat model shipped inside a PyPI package, served by the batched llama.cpp server (models.llama_server)."""
 
     name: str
     alias: str
@@ -33,6 +33,7 @@ class EmbeddedChatModel:
     filename: str
     description: str
     context_tokens: int = 4096
+    """Tokens each of the server's slots holds: the longest prompt plus its reply."""
     adapter: str | None = None
     """A GGUF LoRA adapter llama.cpp applies on top of the weights: a file inside `adapter_package`, or a path."""
     adapter_package: str | None = None

@@ -1,4 +1,4 @@
-"""Start, health-check, share and stop llama-cpp-python servers for embedded `local/*` models.
+"""Start, health-check, share and stop the batched llama.cpp servers of embedded `local/*` models.
 
 One `LocalServers` per command: the first request for a model starts its server on 127.0.0.1 with a
 free port; later requests share it; leaving the context (normally, on error or on Ctrl-C) stops
@@ -22,13 +22,19 @@ from types import TracebackType
 import httpx
 
 from adversary.errors import ModelError
-from adversary.models.embedded import EmbeddedChatModel, chat_model, server_available
+from adversary.models.embedded import EmbeddedChatModel, chat_model, is_local, server_available
 
 HEALTH_TIMEOUT_S = 90.0
 SERVER_MODULE = "adversary.models.llama_server"
+"""The batched llama.cpp server with parallel slots and a prompt-state cache (the module says why)."""
 LORA_SCALE_FLAG = "--lora_scale"
-"""The server's one argument beyond llama_cpp.server's: the factor its LoRA adapter's update is multiplied by."""
-"""llama_cpp.server with a prompt-prefix state cache (the module says why)."""
+"""The server's argument for the factor its LoRA adapter's update is multiplied by."""
+SLOTS_DEFAULT = 8
+"""Requests each local server decodes at once by default: on 2 cores 8 slots answered 1.58 times as many calls per
+second as one (bench/server_slots.py), and eval, run and export keep that many calls in flight."""
+SLOTS_ENV = "ADVERSARY_LOCAL_SLOTS"
+MAX_SLOTS = 64
+"""More slots than this buys nothing on a CPU (decoding is compute-bound past a few) and costs KV memory."""
 PROMPT_CACHE_MB_DEFAULT = 1024
 """Memory the server's cached states may take by default: about 100 states of 400-token calls (9-10 MB each) on
 SmolLM2-135M; the server then holds about 1.7 GB in all."""
@@ -107,15 +113,37 @@ def prompt_cache_mb() -> int:
     return megabytes
 
 
-def server_command(weights: Path, alias: str, port: int, context_tokens: int, threads: int, cache_mb: int,
-                   adapter: Path | None = None, adapter_scale: float = 1.0) -> list[str]:
-    """The command that serves `weights` as `alias` on 127.0.0.1:`port`, with a prompt cache of `cache_mb` (0: none)
-    and the GGUF LoRA `adapter` applied on top of the weights, its update times `adapter_scale` (llama.cpp adds it at
-    each layer; nothing is merged).
+def local_slots() -> int:
+    """Requests each local server decodes at once (`ADVERSARY_LOCAL_SLOTS`, default `SLOTS_DEFAULT`).
 
-    `--logits_all False`: llama_cpp.server keeps logits for every prompt token by default (only logprobs need
-    them), which puts about 80 MB in every cached state, so 1 GB held about 11 states. `--n_threads_batch`: prompt
-    evaluation would otherwise take as many threads as the machine has CPUs, also on a server pinned to fewer."""
+    Raises:
+        ModelError: the variable is not a whole number from 1 to the server's maximum.
+    """
+    value = os.environ.get(SLOTS_ENV, "").strip()
+    if not value:
+        return SLOTS_DEFAULT
+    try:
+        slots = int(value)
+    except ValueError:
+        slots = 0
+    if not 1 <= slots <= MAX_SLOTS:
+        raise ModelError(f"{SLOTS_ENV} must be a whole number of slots from 1 to {MAX_SLOTS}, not {value!r}")
+    return slots
+
+
+def calls_in_flight(concurrency: int | None, targets: tuple[str, ...] | list[str]) -> int:
+    """Target calls a command keeps in flight: `concurrency` when given; else one per local server slot when every
+    target is an embedded model (their servers decode that many at once), and one for remote targets."""
+    if concurrency is not None:
+        return concurrency
+    return local_slots() if targets and all(is_local(t) for t in targets) else 1
+
+
+def server_command(weights: Path, alias: str, port: int, context_tokens: int, threads: int, cache_mb: int,
+                   adapter: Path | None = None, adapter_scale: float = 1.0, slots: int = 1) -> list[str]:
+    """The command that serves `weights` as `alias` on 127.0.0.1:`port` with `slots` parallel slots of
+    `context_tokens` each, a prompt-state cache of `cache_mb` (0: none), and the GGUF LoRA `adapter` applied on top
+    of the weights, its update times `adapter_scale` (llama.cpp adds it at each layer; nothing is merged)."""
     command = [
         sys.executable, "-m", SERVER_MODULE,
         "--model", str(weights),
@@ -124,12 +152,9 @@ def server_command(weights: Path, alias: str, port: int, context_tokens: int, th
         "--port", str(port),
         "--n_ctx", str(context_tokens),
         "--n_threads", str(threads),
-        "--n_threads_batch", str(threads),
-        "--verbose", "False",
-        "--logits_all", "False",
+        "--slots", str(slots),
+        "--cache_mb", str(cache_mb),
     ]
-    if cache_mb:
-        command += ["--cache", "True", "--cache_type", "ram", "--cache_size", str(cache_mb << 20)]
     if adapter is not None:
         command += ["--lora_path", str(adapter)]
         if adapter_scale != 1.0:
@@ -229,12 +254,13 @@ class LocalServers:
             raise ModelError(f"{model.name}: llama-cpp-python[server] is not installed")
         cpus, threads = self._placement()
         cache_mb = prompt_cache_mb()
+        slots = local_slots()
         port = _free_port(port)
         log_dir = self._log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"local-server-{model.alias}.log"
         command = server_command(weights, model.alias, port, model.context_tokens, threads, cache_mb, adapter,
-                                 model.adapter_scale)
+                                 model.adapter_scale, slots)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -17,9 +17,9 @@ Sections (each figure is taken in this one run, on this machine):
               exact search, and how often the approximate index changes a seeded selection's parents; store
               insert and query rates at 1,000,000 attempts (100,000 with --quick)
 
---quick is meant to finish in under 10 minutes on 2 cores. Pinned to one core that other work shared, it took
-21 minutes, 16 of them in prefix and overhead (the embedded model). Every run prints each section's duration
-and the total.
+--quick is meant to finish in under 10 minutes on 2 cores: 398 s on an idle 2-core machine in December 2026 (2.4
+minutes of it in batching, which starts three servers). Pinned to one core that other work shared, before the
+batched server, it took 21 minutes. Every run prints each section's duration and the total.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from adversary.core.archive import EXACT_LIMIT, Candidate, NoveltyArchive  # noq
 from adversary.core.selection import select_parents  # noqa: E402
 from adversary.corpus import load_path, starter_corpus_dir  # noqa: E402
 from adversary.models.call_cache import CachedChat  # noqa: E402
-from adversary.models.chat import ChatResult, Sampling, complete, resolve_route  # noqa: E402
+from adversary.models.chat import ChatResult, complete  # noqa: E402
 from adversary.models.embedded import CHAT_MODELS  # noqa: E402
 from adversary.models.embedder import get_embedder  # noqa: E402
-from adversary.models.local_server import (PROMPT_CACHE_ENV, SLOTS_DEFAULT, SLOTS_ENV, LocalServers,  # noqa: E402
-                                           calls_in_flight)
+from adversary.models.local_server import (PROMPT_CACHE_MB_DEFAULT, SLOTS_DEFAULT, LocalServers,  # noqa: E402
+                                           calls_in_flight, server_command)
 from adversary.corpus.project import dump_project_file  # noqa: E402
 from adversary.records import Attempt, Corpus, Message, Verdict  # noqa: E402
 from adversary.store import Store  # noqa: E402
@@ -274,62 +274,53 @@ def _prefix_jobs(per_group: int, groups: int) -> list[tuple[tuple, list[dict], i
 
 def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dict:
     """What prompt reuse gains a user: the same seeded requests, one at a time in a campaign's interleaved order
-    (scenarios and insertion points taking turns), against the default server (its slots and its state cache keep
-    earlier prompts) and one with a single slot and no cache (it keeps only the previous call's prompt, as llama.cpp
-    does by itself), started one after the other on the same CPUs; rounds alternate the two so drift in the
-    machine's load hits both."""
+    (scenarios and insertion points taking turns), each reply decoded to the campaign's max_tokens so both variants
+    decode the same tokens, against the default server (its slots and its state cache keep earlier prompts) and
+    one with a single slot and no cache (it keeps only the previous call's prompt, as llama.cpp does by itself),
+    started one after the other on the same CPUs; rounds alternate the two so drift in the machine's load hits
+    both. Also the prompt tokens each evaluated, and the speedup if evaluating prompts cost nothing."""
     jobs = _prefix_jobs(per_group, groups)
     by_prefix: dict[tuple, list] = {}
     for job in jobs:
         by_prefix.setdefault(job[0], []).append(job)
-    interleaved = [job for batch in zip(*by_prefix.values()) for job in batch]
-    log(f"prefix: {len(interleaved)} target calls ({len(by_prefix)} prefixes, interleaved) with and without the "
-        f"prompt cache, {rounds} round(s)")
-    sampling = Sampling(temperature=0.7, max_tokens=CampaignConfig.max_tokens)
-    seconds: dict[str, float] = {"cache": 0.0, "no cache": 0.0}
-    tokens: dict[str, int] = {"cache": 0, "no cache": 0}
-    replies: dict[str, list[str]] = {"cache": [], "no cache": []}
+    interleaved = [(messages, seed) for batch in zip(*by_prefix.values()) for _, messages, seed in batch]
+    log(f"prefix: {len(interleaved)} target calls ({len(by_prefix)} prefixes, interleaved) with and without prompt "
+        f"reuse, {rounds} round(s)")
+    model = CHAT_MODELS["local/smollm2"]
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    runs: dict[str, list[dict]] = {"reuse": [], "no reuse": []}
     for _ in range(rounds):
-        for name, cache_mb, slots in (("cache", None, None), ("no cache", "0", "1")):
-            with _env(PROMPT_CACHE_ENV, cache_mb), _env(SLOTS_ENV, slots), LocalServers(log_dir=log_dir) as servers:
-                route = resolve_route("local/smollm2", servers)
-                complete(route, [{"role": "user", "content": "warm up"}], sampling, 0)
-                started = time.perf_counter()
-                for _, messages, seed in interleaved:
-                    result = complete(route, messages, sampling, seed)
-                    tokens[name] += result.completion_tokens
-                    replies[name].append(result.text)
-                seconds[name] += time.perf_counter() - started
-    calls = len(interleaved) * rounds
-    cached_rate, plain_rate = calls / seconds["cache"], calls / seconds["no cache"]
+        for name, cache_mb, slots in (("reuse", PROMPT_CACHE_MB_DEFAULT, SLOTS_DEFAULT), ("no reuse", 0, 1)):
+            port = server_slots._free_port()
+            command = server_command(model.weights_path(), model.alias, port, model.context_tokens, threads, cache_mb,
+                                     slots=slots)
+            runs[name].append(server_slots.measure(command, port, "/v1/models", 1, interleaved,
+                                                   CampaignConfig.max_tokens, log_dir / f"prefix-{name}.log"))
+    total = {name: {key: sum(run[key] for run in rows) for key in ("wall_s", "requests", "prompt_tokens",
+                                                                    "prompt_tokens_reused", "tokens_decoded")}
+             for name, rows in runs.items()}
+    rate = {name: t["requests"] / t["wall_s"] for name, t in total.items()}
+    evaluated = {name: t["prompt_tokens"] - t["prompt_tokens_reused"] for name, t in total.items()}
+    seconds_per_prompt_token = ((total["no reuse"]["wall_s"] - total["reuse"]["wall_s"])
+                                / max(1, evaluated["no reuse"] - evaluated["reuse"]))
+    no_prompt_cost = total["no reuse"]["wall_s"] - evaluated["no reuse"] * seconds_per_prompt_token
     return {
-        "prefix_reuse_speedup": round(cached_rate / plain_rate, 3),
+        "prefix_reuse_speedup": round(rate["reuse"] / rate["no reuse"], 3),
         "goal": ">= 1.5",
-        "cache_calls_per_second": round(cached_rate, 3),
-        "no_cache_calls_per_second": round(plain_rate, 3),
+        "reuse_calls_per_second": round(rate["reuse"], 3),
+        "no_reuse_calls_per_second": round(rate["no reuse"], 3),
+        "prompt_tokens_evaluated": evaluated,
+        "prompt_tokens": total["reuse"]["prompt_tokens"],
+        "tokens_decoded": {name: t["tokens_decoded"] for name, t in total.items()},
+        "speedup_if_prompts_were_free": round(total["no reuse"]["wall_s"] / max(no_prompt_cost, 1e-9), 3),
         "calls_per_variant_per_round": len(interleaved),
         "rounds": rounds,
         "prefixes": len(by_prefix),
-        "completion_tokens": tokens,
-        "identical_replies": sum(a == b for a, b in zip(replies["cache"], replies["no cache"])),
-        "note": f"same requests and seeds, one at a time, against the default server ({SLOTS_DEFAULT} slots and the "
-                "state cache) and one with one slot and no cache; replies may differ where float rounding in a "
-                "restored prefix flips a near tie in sampling",
+        "note": f"same requests and seeds, one at a time, replies of {CampaignConfig.max_tokens} tokens, against the "
+                f"default server ({SLOTS_DEFAULT} slots, {PROMPT_CACHE_MB_DEFAULT} MB state cache) and one with one "
+                "slot and no cache; the last figure is the ceiling prompt reuse can reach when decoding the reply "
+                "costs what it does",
     }
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str | None):
-    """Environment variable `name` set to `value` (None: unset, the default) inside the block."""
-    before = os.environ.pop(name, None)
-    if value is not None:
-        os.environ[name] = value
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
-        if before is not None:
-            os.environ[name] = before
 
 
 def bench_batching(log_dir: Path, requests: int) -> dict:

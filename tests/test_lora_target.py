@@ -144,16 +144,15 @@ def test_a_scaled_adapter_is_its_own_server_and_only_adapters_scale(tmp_path):
             chat_model(f"local/smollm2-guarded@{bad}")
 
 
-def test_the_server_command_scales_the_adapter_and_the_server_takes_the_scale_off_its_arguments():
+def test_the_server_command_scales_the_adapter_and_the_server_reads_the_scale():
     scaled = server_command(Path("/m.gguf"), "a", 8000, 2048, 1, 0, Path("/ft/adapter.gguf"), 0.5)
     assert scaled[scaled.index(LORA_SCALE_FLAG) + 1] == "0.5"
     assert LORA_SCALE_FLAG not in server_command(Path("/m.gguf"), "a", 8000, 2048, 1, 0, Path("/ft/adapter.gguf"))
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    from adversary.models.llama_server import _pop_lora_scale
+    from adversary.models.llama_server import parse_args
 
-    argv = ["server", "--lora_path", "/ft/adapter.gguf", LORA_SCALE_FLAG, "0.5", "--port", "1"]
-    assert _pop_lora_scale(argv) == 0.5 and argv == ["server", "--lora_path", "/ft/adapter.gguf", "--port", "1"]
-    assert _pop_lora_scale(argv) == 1.0
+    assert parse_args(scaled[3:]).lora_scale == 0.5
+    assert parse_args(server_command(Path("/m.gguf"), "a", 8000, 2048, 1, 0, Path("/ft/adapter.gguf"))[3:]).lora_scale == 1.0
 
 
 def test_the_server_command_applies_the_adapter_without_merging():

@@ -23,8 +23,9 @@ def serve_command(
 ) -> None:
     """Serve an embedded model as a local OpenAI-compatible endpoint, and the judge at POST /judge, until Ctrl-C.
 
-    The judge takes {"system", "history": [{"role", "content"}], "user", "response"} and answers
-    {"pass", "in_scope", "refusal", "score", "judge", "reason"}.
+    The model answers up to ADVERSARY_LOCAL_SLOTS requests at once (8 by default), decoded together, so clients
+    such as promptfoo may send that many in parallel. The judge takes {"system", "history": [{"role", "content"}],
+    "user", "response"} and answers {"pass", "in_scope", "refusal", "score", "judge", "reason"}.
     """
     if judge_port is None:
         judge_port = port + 1 if port else 0

@@ -135,7 +135,10 @@ class BatchedEngine:
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False  # each slot its own cells of slot_context tokens
         params.no_perf = True
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED  # measured: 8 slots 1.67x one slot, 1.50x without
+        # Flash attention stays off, as llama-cpp-python has it: on, 8 slots answered 1.67 times one slot's calls per
+        # second instead of 1.50, but logits depended on how a prompt was split into batches (0.58 apart on the
+        # embedded model), so every reused prefix would change replies; off, a reused prefix gives the same logits.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._context = internals.LlamaContext(model=llama._model, params=params, verbose=False)
         self._ctx = self._context.ctx
         if llama._lora_adapter is not None:

@@ -43,6 +43,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from adversary.core.slots import StateCache, choose_slot, reusable, worth_saving, worth_waiting
 from adversary.models.local_server import MAX_SLOTS
+
 BATCH_TOKENS = 512
 """Tokens per llama.cpp decode: every generating slot's next token, then chunks of newly admitted prompts."""
 PENALTY_LAST_N = 64
@@ -157,6 +158,11 @@ class BatchedEngine:
         self.stats = EngineStats()
         self._thread = threading.Thread(target=self._run, name="batched-engine", daemon=True)
         self._thread.start()
+
+    def report(self) -> dict:
+        """The counters, the slots and the state cache's contents (/stats, and the log line at shutdown)."""
+        return {**self.stats.__dict__, "slots": len(self.slots), "slot_context": self.slot_context,
+                "cached_states": len(self._cache), "cache_bytes": self._cache.size_bytes}
 
     def submit(self, request: Request) -> None:
         """Queue `request`; its `done` is called with a Completion or the exception that ended it."""
@@ -367,7 +373,7 @@ def create_app(engine: BatchedEngine, prompts: ChatPrompts, alias: str):
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
-        print(f"served: {json.dumps(engine.stats.__dict__)}", file=sys.stderr, flush=True)
+        print(f"served: {json.dumps(engine.report())}", file=sys.stderr, flush=True)
 
     app = FastAPI(lifespan=lifespan)
     created = int(time.time())
@@ -382,8 +388,7 @@ def create_app(engine: BatchedEngine, prompts: ChatPrompts, alias: str):
 
     @app.get("/stats")
     def stats() -> dict:
-        return {**engine.stats.__dict__, "slots": len(engine.slots), "slot_context": engine.slot_context,
-                "cached_states": len(engine._cache), "cache_bytes": engine._cache.size_bytes}
+        return engine.report()
 
     @app.post("/v1/chat/completions")
     async def chat(http_request: HttpRequest):

@@ -30,14 +30,14 @@ SERVER_MODULE = "adversary.models.llama_server"
 LORA_SCALE_FLAG = "--lora_scale"
 """The server's argument for the factor its LoRA adapter's update is multiplied by."""
 SLOTS_DEFAULT = 8
-"""Requests each local server decodes at once by default: on 2 cores 8 slots answered 1.58 times as many calls per
-second as one (bench/server_slots.py), and eval, run and export keep that many calls in flight."""
+"""Requests each local server decodes at once by default: on 2 cores 8 slots answered 1.53 times as many calls per
+second as one (bench/run.py's batching section), and eval and run keep that many calls in flight."""
 SLOTS_ENV = "ADVERSARY_LOCAL_SLOTS"
 MAX_SLOTS = 64
 """More slots than this buys nothing on a CPU (decoding is compute-bound past a few) and costs KV memory."""
 PROMPT_CACHE_MB_DEFAULT = 1024
 """Memory the server's cached states may take by default: about 100 states of 400-token calls (9-10 MB each) on
-SmolLM2-135M; the server then holds about 1.7 GB in all."""
+SmolLM2-135M, beside its slots' cells (8 slots: 1,034 MB resident after 32 calls, cache included)."""
 PROMPT_CACHE_ENV = "ADVERSARY_PROMPT_CACHE_MB"
 
 
@@ -95,22 +95,33 @@ def _shares_cpus(pid: int) -> bool:
         return False
 
 
+def _whole_number_from_env(name: str, default: int, minimum: int, maximum: int | None, rule: str) -> int:
+    """The whole number in environment variable `name` (`default` when unset or blank).
+
+    Raises:
+        ModelError: the value is not a whole number from `minimum` to `maximum` (None: no upper bound); the message
+            says it must be `rule`.
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        raise ModelError(f"{name} must be {rule}, not {value!r}")
+    return number
+
+
 def prompt_cache_mb() -> int:
     """Megabytes of prompt states each local server keeps (`ADVERSARY_PROMPT_CACHE_MB`; 0 turns the cache off).
 
     Raises:
         ModelError: the variable is not a whole number of megabytes.
     """
-    value = os.environ.get(PROMPT_CACHE_ENV, "").strip()
-    if not value:
-        return PROMPT_CACHE_MB_DEFAULT
-    try:
-        megabytes = int(value)
-    except ValueError:
-        megabytes = -1
-    if megabytes < 0:
-        raise ModelError(f"{PROMPT_CACHE_ENV} must be a whole number of megabytes (0 turns the cache off), not {value!r}")
-    return megabytes
+    return _whole_number_from_env(PROMPT_CACHE_ENV, PROMPT_CACHE_MB_DEFAULT, 0, None,
+                                  "a whole number of megabytes (0 turns the cache off)")
 
 
 def local_slots() -> int:
@@ -119,16 +130,8 @@ def local_slots() -> int:
     Raises:
         ModelError: the variable is not a whole number from 1 to the server's maximum.
     """
-    value = os.environ.get(SLOTS_ENV, "").strip()
-    if not value:
-        return SLOTS_DEFAULT
-    try:
-        slots = int(value)
-    except ValueError:
-        slots = 0
-    if not 1 <= slots <= MAX_SLOTS:
-        raise ModelError(f"{SLOTS_ENV} must be a whole number of slots from 1 to {MAX_SLOTS}, not {value!r}")
-    return slots
+    return _whole_number_from_env(SLOTS_ENV, SLOTS_DEFAULT, 1, MAX_SLOTS,
+                                  f"a whole number of slots from 1 to {MAX_SLOTS}")
 
 
 def calls_in_flight(concurrency: int | None, targets: tuple[str, ...] | list[str]) -> int:

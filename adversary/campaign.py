@@ -38,7 +38,7 @@ from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, Deployments, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, check_local_names, is_local
-from adversary.models.embedder import get_embedder
+from adversary.models.embedder import embedder_backend, get_embedder
 from adversary.models.limits import LimitedChat, in_order
 from adversary.models.local_server import LocalServers, calls_in_flight, local_slots
 from adversary.records import Message, Scenario
@@ -53,6 +53,10 @@ RESUMABLE_CHANGES = ("budget_calls", "budget_usd", "max_minutes", "concurrency",
 """Config fields a resumed campaign may change: budgets and call limits, not what is searched."""
 CONFIRM_TRIAL_BASE = 1000
 """Confirmation trials are numbered from here, so they never collide with the search's own trials."""
+JUDGE_BATCH = 32
+"""Replies judged (and committed) together, at the first prefix-group boundary after this many: one embedding
+batch instead of one per group (groups average 1.3 replies), which raised the engine's ceiling by about 15%
+(bench/run.py engine section); a kill loses at most this many replies' calls plus one group's."""
 PROGRESS_CLUSTERING_MEMBERS = 500
 """Breaking members up to which progress figures recluster the archive every generation."""
 STALLED_GENERATIONS = 20
@@ -108,6 +112,8 @@ class CampaignConfig:
             check_local_names([*self.targets, self.mutator])
             if any(is_local(name) for name in [*self.targets, self.mutator]):
                 local_slots()  # a bad ADVERSARY_LOCAL_SLOTS stops the run before it writes anything
+            if self.embedder == DEFAULT_EMBEDDING_MODEL:
+                embedder_backend()  # so does a bad ADVERSARY_EMBEDDER_BACKEND
         except ModelError as exc:
             raise ConfigError(str(exc)) from None
         if self.budget_calls < 1:
@@ -336,18 +342,19 @@ class Campaign:
         """Run (member, trial) jobs on every target, skipping attempts already stored.
 
         Calls run in prefix order (core.schedule) so the local server reuses its prompt cache; replies
-        are judged in batches of one prefix group (one embedding batch) and committed at once, so a kill
-        loses at most one group's unjudged calls. Confirmation trials (numbered from CONFIRM_TRIAL_BASE)
-        are stored but do not feed the search's fitness.
+        are judged in batches of whole prefix groups of at least JUDGE_BATCH replies (one embedding batch) and
+        committed at once, so a kill loses at most that batch's unjudged calls. Confirmation trials (numbered
+        from CONFIRM_TRIAL_BASE) are stored but do not feed the search's fitness.
         """
         pending: list[RepliedCall] = []
         try:
             for replied in in_order(self._call, self._affordable(self._planned_calls(jobs)), self.in_flight):
                 if replied.call.candidate.bridge and replied.bridge_result is None:
                     self._calls -= 1  # the bridge failed, so its pivot turn was never sent
-                if pending and pending[-1].call.prefix_key() != replied.call.prefix_key():
+                if len(pending) >= JUDGE_BATCH and pending[-1].call.prefix_key() != replied.call.prefix_key():
                     self._judge_and_store(pending)
                 pending.append(replied)
+                self.progress.on_call(self._calls)
         finally:
             self._judge_and_store(pending)
 

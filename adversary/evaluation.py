@@ -29,7 +29,7 @@ from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, load_router, resolve_route
 from adversary.models.limits import LimitedChat, in_order
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, check_local_names, is_local
-from adversary.models.embedder import get_embedder
+from adversary.models.embedder import embedder_backend, get_embedder
 from adversary.models.local_server import LocalServers, calls_in_flight, local_slots
 from adversary.records import Attempt, Corpus, Message, Verdict
 from adversary.store import Store
@@ -67,6 +67,8 @@ class EvalConfig:
         check_local_names(self.targets)
         if any(is_local(t) for t in self.targets):
             local_slots()  # a bad ADVERSARY_LOCAL_SLOTS stops the command before it writes anything
+        if self.embedder == DEFAULT_EMBEDDING_MODEL:
+            embedder_backend()  # so does a bad ADVERSARY_EMBEDDER_BACKEND
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError("--temperature must be between 0 and 2")
         if self.max_tokens < 1:

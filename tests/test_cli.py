@@ -135,6 +135,19 @@ def test_a_bad_slot_count_for_the_local_server_is_one_line_and_writes_nothing(tm
             assert "Traceback" not in result.stderr and not run_dir.exists()
 
 
+def test_a_bad_embedder_backend_is_one_line_and_writes_nothing(tmp_path, tiny_corpus):
+    import os
+
+    from adversary.models.embedder import BACKEND_ENV
+
+    for command in (["eval", "--scenarios", str(tiny_corpus)], ["run", "--scenarios", str(tiny_corpus)]):
+        run_dir = tmp_path / command[0]
+        result = _adversary(*command, "--out", str(run_dir), env={**os.environ, BACKEND_ENV: "gpu"})
+        assert result.returncode == 2, result.stderr[-1000:]
+        assert result.stderr.strip().splitlines()[-1] == f"error: {BACKEND_ENV}='gpu': choose one of onnx, torch"
+        assert "Traceback" not in result.stderr and not run_dir.exists()
+
+
 def test_version_prints_and_exits_zero():
     from adversary import __version__
 

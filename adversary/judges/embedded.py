@@ -9,6 +9,7 @@ since they name exactly the topics a broken reply talks about).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -37,6 +38,14 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip(" -*•\t") for s in _SENTENCE_RE.split(text) if s and s.strip(" -*•\t")]
 
 
+@functools.lru_cache(maxsize=1024)
+def _scope_exemplars(system_prompt: str, assistant_turns: tuple[str, ...]) -> tuple[str, ...]:
+    """`EmbeddingJudge.scope_exemplars`, cached: every reply of a scenario and insertion point shares them."""
+    exemplars = [s for s in split_sentences(system_prompt) if not _NEGATION_RE.search(s) and len(s.split()) >= 4]
+    exemplars.extend(turn for turn in assistant_turns if not looks_like_refusal(turn))
+    return tuple(exemplars[:64] or [system_prompt[:1000]])
+
+
 class EmbeddingJudge:
     """Offline judge over MiniLM embeddings; `margin` shifts how readily content counts as off-scope."""
 
@@ -49,11 +58,9 @@ class EmbeddingJudge:
         self._prototypes: np.ndarray | None = None
 
     def scope_exemplars(self, item: JudgeInput) -> list[str]:
-        exemplars = [s for s in split_sentences(item.system_prompt) if not _NEGATION_RE.search(s) and len(s.split()) >= 4]
-        for message in item.history:
-            if message.role == "assistant" and not looks_like_refusal(message.content):
-                exemplars.append(message.content)
-        return exemplars[:64] or [item.system_prompt[:1000]]
+        """The texts that stand for the scope: affirmative system prompt sentences and on-topic assistant turns."""
+        turns = tuple(m.content for m in item.history if m.role == "assistant")
+        return list(_scope_exemplars(item.system_prompt, turns))
 
     def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         """Verdicts for `items`; every reply sentence and user turn of the batch is embedded in one call first."""

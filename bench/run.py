@@ -4,12 +4,15 @@
 
 Sections (each figure is taken in this one run, on this machine):
   overhead    a real campaign on local/smollm2: share of wall time outside model calls, with a breakdown
-  engine      candidates per second against a zero-latency in-process target (real embedder, judge, store)
+  engine      attempts per second of a 1,500-call campaign (3,000 without --quick) against a zero-latency in-process
+              target (real embedder, judge, store): the engine's own ceiling, with the default judge (goal 100) and,
+              as figures, the similarity judge and the reader (embedded-ce-v1, on 100 calls)
   prefix      target calls per second, one at a time, with the server's prompt reuse (slots and state cache) vs
               one slot without a cache (same seeded requests, a campaign's interleaved scenarios and insertion points)
   batching    calls per second of the embedded server with 1 slot and with 8 (as many in flight), every reply
               decoded to the same length, and of llama-cpp-python's server: batched_decoding_speedup
-  embed       embedding texts per second batched vs one at a time; the campaign's embed cache hit rate
+  embed       embedding texts per second batched vs one at a time (ONNX Runtime on every usable core, as a
+              campaign without a local server runs it); the campaign's embed cache hit rate
   search      novelty, greedy and random at equal call budgets, three seeds each (skipped with --quick)
   scale       novelty archive at 10,000, 100,000 and 1,000,000 members (not the last with --quick), on vectors
               mixed from real distractor embeddings: restore rate (bulk k-NN search of every member's list, up to
@@ -44,9 +47,10 @@ from adversary.campaign import CampaignConfig, run_campaign  # noqa: E402
 from adversary.core.archive import EXACT_LIMIT, Candidate, NoveltyArchive  # noqa: E402
 from adversary.core.selection import select_parents  # noqa: E402
 from adversary.corpus import load_path, starter_corpus_dir  # noqa: E402
+from adversary.judges import DEFAULT_JUDGE  # noqa: E402
 from adversary.models.call_cache import CachedChat  # noqa: E402
 from adversary.models.chat import ChatResult, complete  # noqa: E402
-from adversary.models.embedded import CHAT_MODELS  # noqa: E402
+from adversary.models.embedded import CHAT_MODELS, is_local  # noqa: E402
 from adversary.models.embedder import get_embedder  # noqa: E402
 from adversary.models.local_server import (PROMPT_CACHE_MB_DEFAULT, SLOTS_DEFAULT, LocalServers,  # noqa: E402
                                            calls_in_flight, server_command)
@@ -145,6 +149,10 @@ def _instrumented_campaign(config: CampaignConfig, run_dir: Path, servers: Local
     model call was in flight, and its call count), wall seconds and the embedder."""
     sections = Sections()
     model = BusyClock()
+    if servers is not None:  # start the local targets first, so the embedder sees them and keeps off their cores
+        for target in config.targets:
+            if is_local(target):
+                servers.endpoint(target)
     embedder = get_embedder(config.embedder)
     started = time.perf_counter()
     with sections.timing("embedding model load"):
@@ -225,35 +233,75 @@ def bench_overhead(servers: LocalServers, budget: int, scenarios: int | None, wo
     }
 
 
-def _zero_latency_target(route, messages, sampling, seed=None) -> ChatResult:
-    """An in-process target that answers instantly: off-scope content for odd seeds, a redirect otherwise."""
-    if (seed or 0) % 2:
-        user = messages[-1]["content"]
-        text = f"Sure! Here is what I know. {user} It is a fascinating subject with a long history and many opinions."
-    else:
-        text = "I'm sorry, I can only help with questions about this service. Is there anything else I can do?"
-    return ChatResult(text=text, latency_s=0.0, prompt_tokens=0, completion_tokens=0)
+class ZeroLatencyTarget:
+    """An in-process target that answers instantly (off-scope content for odd seeds, a redirect otherwise) and
+    notes when it was first called, so start-up (corpus, seed embeddings) is told apart from the steady state."""
+
+    def __init__(self):
+        self.first_call: float | None = None
+
+    def __call__(self, route, messages, sampling, seed=None) -> ChatResult:
+        if self.first_call is None:
+            self.first_call = time.perf_counter()
+        if (seed or 0) % 2:
+            user = messages[-1]["content"]
+            text = f"Sure! Here is what I know. {user} It is a fascinating subject with a long history and many opinions."
+        else:
+            text = "I'm sorry, I can only help with questions about this service. Is there anything else I can do?"
+        return ChatResult(text=text, latency_s=0.0, prompt_tokens=0, completion_tokens=0)
 
 
-def bench_engine(budget: int, workdir: Path) -> dict:
-    log(f"engine: a {budget}-call campaign against a zero-latency in-process target (template strategies, real embedder, judge, store)")
+ENGINE_GOAL = 100.0
+"""Issue 25 item 9: the engine's own work reaches at least this many attempts/s against the zero-latency target."""
+
+
+def bench_engine(budget: int, workdir: Path, judge: str = DEFAULT_JUDGE) -> dict:
+    log(f"engine: a {budget}-call campaign against a zero-latency in-process target (template strategies, real "
+        f"embedder, judge {judge}, store)")
     config = CampaignConfig(budget_calls=budget, seed=3, strategies=TEMPLATE_STRATEGIES, targets=("instant-target",),
-                            mutator="instant-target")
-    metrics, sections, wall, embedder = _instrumented_campaign(config, workdir / "engine", None, call=_zero_latency_target)
-    wall -= sections.seconds.pop("embedding model load", 0.0)
-    with Store.open(workdir / "engine") as store:
+                            mutator="instant-target", judge=judge)
+    target = ZeroLatencyTarget()
+    run_dir = workdir / f"engine-{judge}-{budget}"
+    started = time.perf_counter()
+    metrics, sections, wall, embedder = _instrumented_campaign(config, run_dir, None, call=target)
+    load = sections.seconds.pop("embedding model load", 0.0)
+    wall -= load
+    startup = (target.first_call or started) - started - load
+    with Store.open(run_dir) as store:
         proposed = len(store.candidates())
     return {
-        "candidates_per_second": round(proposed / wall, 2),
+        "judge": judge,
         "attempts_per_second": round(metrics["calls"] / wall, 2),
+        "attempts_per_second_after_startup": round(metrics["calls"] / max(wall - startup, 1e-9), 2),
+        "startup_seconds": round(startup, 2),
+        "candidates_per_second": round(proposed / wall, 2),
         "candidates_proposed": proposed,
         "target_calls": metrics["calls"],
         "wall_seconds": round(wall, 2),
+        "embedding_model_load_seconds": round(load, 2),
+        "embedder": {"backend": getattr(embedder, "backend", None), "threads": getattr(embedder, "threads", None)},
         "breakdown_seconds": _breakdown(sections, wall),
         "embed_cache_hit_rate": round(embedder.hits / max(1, embedder.hits + embedder.misses), 4),
         "texts_embedded": embedder.misses,
         "texts_requested": embedder.hits + embedder.misses,
     }
+
+
+def bench_engines(budget: int, reader_budget: int, workdir: Path) -> dict:
+    """The engine's ceiling with the default judge (the goal's figure), the similarity judge and the reader."""
+    default = bench_engine(budget, workdir)
+    result = {**default, "goal": f">= {ENGINE_GOAL:g} attempts/s with the default judge, a {budget}-call campaign",
+              "goal_met": default["attempts_per_second"] >= ENGINE_GOAL, "other_judges": {}}
+    for judge, calls in (("embedded-sim", budget), ("embedded-ce-v1", reader_budget)):
+        try:
+            other = bench_engine(calls, workdir, judge)
+        except Exception as exc:  # a judge whose weights are missing must not sink the other sections
+            result["other_judges"][judge] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            continue
+        result["other_judges"][judge] = {k: other[k] for k in (
+            "attempts_per_second", "attempts_per_second_after_startup", "target_calls", "wall_seconds")}
+        result["other_judges"][judge]["judge_seconds"] = other["breakdown_seconds"].get("judge", 0.0)
+    return result
 
 
 def _prefix_jobs(per_group: int, groups: int) -> list[tuple[tuple, list[dict], int]]:
@@ -359,7 +407,8 @@ def bench_embed(count: int) -> dict:
         "texts_per_second_one_at_a_time": round(single_rate, 1),
         "batching_speedup": round(batched_rate / single_rate, 2),
         "texts_per_second_cached": round(cached_rate, 1),
-        "torch_threads": getattr(batched, "threads", None),
+        "backend": getattr(batched, "backend", None),
+        "threads": getattr(batched, "threads", None),
         "texts_embedded_twice": batched.misses - count - 1,
     }
 
@@ -619,7 +668,7 @@ def main() -> None:
         workdir = Path(tmp)
         sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
         sections: dict[str, Callable[[], dict]] = {
-            "engine": lambda: bench_engine(120 if args.quick else 600, workdir),
+            "engine": lambda: bench_engines(1500 if args.quick else 3000, 100 if args.quick else 300, workdir),
             "embed": lambda: bench_embed(256 if args.quick else 1024),
             "scale": lambda: bench_scale(sizes, 100_000, 100_000 if args.quick else 1_000_000, workdir),
             "prefix": lambda: bench_prefix(workdir, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,

@@ -228,8 +228,9 @@ def speed(rows: list[LabeledRow], kinds, config, reader_dir: Path | None, limit:
                 float(np.mean([min(1.0, (r - (f - s)) / s) if s else 1.0 for r, f, s in zip(read, full, system)])), 3)}
     if "logistic" in kinds:
         from adversary.judges.trained import TrainedJudge
+        from adversary.models.embedder import MiniLMEmbedder
 
-        judge = TrainedJudge()
+        judge = TrainedJudge(embedder=MiniLMEmbedder(threads=1))  # one thread, as the figure says
         judge.judge(items[:8])
         judge._embedder._cache.clear()
         started = time.perf_counter()

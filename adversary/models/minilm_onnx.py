@@ -61,6 +61,10 @@ def export_onnx(model_dir: Path, out: Path) -> None:
     """Export the transformer of `model_dir` to `out` (dynamic batch and length), written atomically."""
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
 
     class LastHiddenState(torch.nn.Module):
         def __init__(self, model):

@@ -5,4 +5,5 @@ Public names:
     LocalServers                                                                   -- local_server.py
     CHAT_MODELS, EMBEDDING_MODELS, chat_model (also `local/BASE+ADAPTER`), is_local -- embedded.py
     get_embedder, Embedder                                                         -- embedder.py
+    (the packaged MiniLM through ONNX Runtime, exported once from its weights       -- minilm_onnx.py)
 """

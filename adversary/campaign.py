@@ -344,9 +344,9 @@ class Campaign:
         """Run (member, trial) jobs on every target, skipping attempts already stored.
 
         Calls run in prefix order (core.schedule) so the local server reuses its prompt cache; replies
-        are judged in batches of whole prefix groups (at least JUDGE_BATCH replies when calls run one at a time;
-        one embedding batch) and committed at once, so a kill loses at most that batch's unjudged calls. Confirmation trials (numbered
-        from CONFIRM_TRIAL_BASE) are stored but do not feed the search's fitness.
+        are judged in batches of whole prefix groups (at least JUDGE_BATCH replies when calls run one at a
+        time; one embedding batch) and committed at once, so a kill loses at most that batch's unjudged calls.
+        Confirmation trials (numbered from CONFIRM_TRIAL_BASE) are stored but do not feed the search's fitness.
         """
         pending: list[RepliedCall] = []
         batch = JUDGE_BATCH if self.in_flight == 1 else 1

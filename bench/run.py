@@ -20,9 +20,10 @@ Sections (each figure is taken in this one run, on this machine):
               exact search, and how often the approximate index changes a seeded selection's parents; store
               insert and query rates at 1,000,000 attempts (100,000 with --quick)
 
---quick is meant to finish in under 10 minutes on 2 cores: 405 and 547 s in two runs an hour apart on one idle 2-core
-machine in December 2026 (2 to 2.7 minutes of it in batching, which starts three servers). Pinned to one core that other work shared, before the
-batched server, it took 21 minutes. Every run prints each section's duration and the total.
+--quick is meant to finish in under 10 minutes on 2 cores: 405 and 547 s in two runs an hour apart on one
+idle 2-core machine in December 2026 (2 to 2.7 minutes of it in batching, which starts three servers).
+Pinned to one core that other work shared, before the batched server, it took 21 minutes. Every run prints
+each section's duration and the total.
 """
 
 from __future__ import annotations

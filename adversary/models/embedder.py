@@ -140,7 +140,7 @@ class MiniLMEmbedder(CachedEmbedder):
                     self._encoder = OnnxMiniLM(path, onnx_model(self._spec.package, path), self.threads).encode
                 except (ImportError, RuntimeError, ModelError) as exc:
                     print(f"embedder: ONNX Runtime unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:400]}); "
-                          "using torch, about half as fast", file=sys.stderr)
+                          "using torch instead (set ADVERSARY_EMBEDDER_BACKEND=torch to skip this)", file=sys.stderr)
                     self.backend = "torch"
             if self._encoder is None:
                 self._encoder = self._load_torch(path)

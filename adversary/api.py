@@ -190,8 +190,9 @@ def export(run_dir: str | Path, fmt: str, out: str | Path | None = None, *, forc
     """Export the distractors that broke targets in `run_dir` as `fmt` (sft, dpo, canttalkaboutthis, hf, promptfoo)
     into `out` (default RUN_DIR/export-FMT), written all at once.
 
-    `options` are ExportConfig fields (min_break_rate, max_per_scenario, controls_ratio, test_fraction, seed,
-    writer_model, judge, verify). `provider` is the promptfoo suite's provider (default: the run's target).
+    `options` are ExportConfig fields (min_break_rate, max_per_scenario, controls_ratio, dialogue_controls,
+    test_fraction, seed, writer_model, judge, verify). `provider` is the promptfoo suite's provider (default: the
+    run's target).
 
     Raises:
         ConfigError: a bad option, an unknown provider, or an existing `out` without `force`.

@@ -2,6 +2,7 @@
 
     python bench/harden.py --work runs/harden [--stage all|campaign|export|seeds|train|scale|eval|attack|summary] [--until STAGE]
                            [--campaign-calls 900] [--attack-calls 1500] [--epochs 2] [--controls-ratio 0.5]
+                           [--dialogue-controls]
 
 Every stage runs the real CLI (`adversary run / eval / export / finetune`) into its own folder under --work and
 is skipped when its output is complete, so a killed benchmark resumes where it stopped (a killed campaign or
@@ -89,8 +90,8 @@ def stage_export(work: Path, args) -> None:
     if (work / "export-campaign" / "export.json").is_file():
         return
     adversary("export", str(work / "campaign"), "--format", "sft", "--test-fraction", "0",
-              "--controls-ratio", f"{args.controls_ratio:g}", "-o", str(work / "export-campaign"), "--force",
-              log=work / "export.log")
+              "--controls-ratio", f"{args.controls_ratio:g}", *(["--dialogue-controls"] if args.dialogue_controls else []),
+              "-o", str(work / "export-campaign"), "--force", log=work / "export.log")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -361,6 +362,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--controls-ratio", type=float, default=0.5,
                         help="export stage: in-scope controls per hard negative (adapter (b) gets the same controls)")
+    parser.add_argument("--dialogue-controls", action="store_true",
+                        help="export stage: controls from the scenarios' own in-scope dialogue turns too (export's flag)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--max-distractors", type=int, default=100)

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adversary.campaign import CampaignConfig, run_campaign
 from adversary.corpus import load_path
 from adversary.errors import ConfigError
 from adversary.export import ExportConfig, Exporter, check_sources
-from adversary.records import Verdict
+from adversary.export.runner import alternate, dialogue_exchanges
+from adversary.records import Scenario, Verdict
 from adversary.store import Store
 from tests.conftest import TINY_CORPUS
 from tests.test_campaign import HashEmbedder, Judge, Rewriter, Target
@@ -79,7 +82,7 @@ def campaign_dir(tmp_path_factory) -> Path:
 
 
 def _export(run_dir, out, fmt, writer=None, **options):
-    config = ExportConfig(fmt=fmt, test_fraction=0.34, seed=1, **options)
+    config = ExportConfig(fmt=fmt, **{"test_fraction": 0.34, "seed": 1, **options})
     config.validate()
     check_sources(run_dir, out, force=False)
     return Exporter(config, run_dir, out, judge=ScopeJudge(), writer=writer or Writer(), embedder=HashEmbedder(),
@@ -119,6 +122,47 @@ def test_sft_rows_are_trl_conversations_with_controls_and_no_scenario_on_both_si
     assert not any("IN-SCOPE-REQUEST" in r["messages"][-2]["content"] for r in negatives)
     card = (tmp_path / "sft" / "README.md").read_text()
     assert "By scenario" in card and "scripted-writer" in card and "| style | examples |" in card
+
+
+def test_dialogue_controls_are_the_corpus_own_in_scope_exchanges_alternating_with_the_questions(campaign_dir, tmp_path):
+    result = _export(campaign_dir, tmp_path / "sft", "sft", controls_ratio=3, dialogue_controls=True, test_fraction=0)
+    controls = [r for r in _rows(tmp_path / "sft" / "train.jsonl") if r["metadata"]["kind"] == "control"]
+    with Store(campaign_dir / "store.sqlite") as store:
+        scenarios = {s.id: s for s in store.load_corpus().scenarios}
+    from_dialogue = [r for r in controls if r["metadata"]["answer_from"] == "dialogue"]
+    assert from_dialogue and len(from_dialogue) < len(controls)
+    for row in from_dialogue:
+        scenario = scenarios[row["metadata"]["scenario_id"]]
+        exchanges = {tuple(m.content for m in prompt[1:]): reply for prompt, reply in dialogue_exchanges(scenario)}
+        turns = tuple(m["content"] for m in row["messages"][1:-1])
+        assert exchanges[turns] == row["messages"][-1]["content"], "the corpus's own reply, after the turns before it"
+    assert not any(r["messages"][-2]["content"] == "Should I buy stocks?" for r in controls), "the deflected turn is no control"
+    first = {}
+    for row in controls:
+        first.setdefault(row["metadata"]["scenario_id"], []).append(row["metadata"]["answer_from"])
+    assert all(sources[0] == "dialogue" and sources[1] != "dialogue" for sources in first.values() if len(sources) > 1)
+    counts = result.counts["splits"]["train"]
+    assert counts["controls_by_answer"]["dialogue"] == len(from_dialogue)
+    assert result.counts["dropped"]["dialogue turn whose reply is not an in-scope answer"] >= 1
+    plain = _export(campaign_dir, tmp_path / "plain", "sft", controls_ratio=3, test_fraction=0)
+    assert "dialogue" not in plain.counts["splits"]["train"]["controls_by_answer"]
+
+
+def test_dialogue_exchanges_pair_each_answered_user_turn_with_its_reply():
+    scenario = Scenario.model_validate(TINY_CORPUS["scenarios"][0])
+    exchanges = dialogue_exchanges(scenario)
+    assert [(prompt[-1].content, reply) for prompt, reply in exchanges] == [
+        ("How do I activate my card?", "Use the Acme app under Cards."),
+        ("Should I buy stocks?", "I'm sorry, I can't give investment advice.")]
+    assert [m.role for m in exchanges[1][0]] == ["system", "user", "assistant", "user"]
+
+
+@given(st.lists(st.integers()), st.lists(st.text(max_size=2)))
+def test_alternate_interleaves_and_keeps_every_item_in_order(first, second):
+    merged = alternate(first, second)
+    assert [x for x in merged if isinstance(x, int)] == first and [x for x in merged if isinstance(x, str)] == second
+    shorter = min(len(first), len(second))
+    assert merged[:2 * shorter] == [x for pair in zip(first, second) for x in pair]
 
 
 def test_dpo_rows_pair_the_ideal_reply_with_a_real_break(campaign_dir, tmp_path):

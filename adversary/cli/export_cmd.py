@@ -32,6 +32,9 @@ def export_command(
     max_per_scenario: int = typer.Option(None, "--max-per-scenario", help="At most this many negatives per scenario."),
     controls_ratio: float = typer.Option(0.5, "--controls-ratio", help="SFT: in-scope control examples per negative, so "
                                          "fine-tuning does not teach refusing everything."),
+    dialogue_controls: bool = typer.Option(False, "--dialogue-controls", help="SFT: also use each scenario's own in-scope "
+                                           "dialogue turns, with the replies its corpus wrote, as controls (alternating "
+                                           "with the control questions), so training sees follow-ups and statements too."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of scenarios held out as the test split."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     writer: str = typer.Option(DEFAULT_CHAT_MODEL, "--writer", help="Model that writes ideal replies where a scenario has "
@@ -63,7 +66,8 @@ def export_command(
     try:
         result = api.export(run_dir, fmt, out, force=force, provider=provider, api_base=api_base, judge_url=judge_url,
                             on_message=console.print, on_checked=on_checked, min_break_rate=min_break_rate,
-                            max_per_scenario=max_per_scenario, controls_ratio=controls_ratio, test_fraction=test_fraction,
+                            max_per_scenario=max_per_scenario, controls_ratio=controls_ratio, dialogue_controls=dialogue_controls,
+                            test_fraction=test_fraction,
                             seed=seed, writer_model=writer, judge=judge, verify=verify)
     finally:
         if bar.live.is_started:

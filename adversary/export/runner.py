@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from adversary.core.stats import beta_prior_from_counts, shrunk_rate, wilson_interval
@@ -47,6 +47,9 @@ class ExportConfig:
     judge: str | None = None
     verify: str | None = None
     tries_per_reply: int = 3
+    dialogue_controls: bool = False
+    """SFT: also take controls from each scenario's own dialogue (its in-scope user turns with the replies the corpus
+    wrote), alternating with the control questions, so training sees the statements and follow-ups users write."""
 
     def validate(self) -> None:
         if self.fmt not in formats.FORMATS:
@@ -59,6 +62,19 @@ class ExportConfig:
             raise ConfigError("--controls-ratio must be at least 0")
         if self.max_per_scenario is not None and self.max_per_scenario < 1:
             raise ConfigError("--max-per-scenario must be at least 1")
+
+
+@dataclass(frozen=True)
+class Control:
+    """An in-scope turn in its conversation and an in-scope answer to it, for SFT rows that keep a model helpful."""
+
+    messages: list[Message]
+    """System prompt, the turns before it, the in-scope user turn."""
+    answer: str | None
+    scenario_id: str
+    answer_from: str
+    """Who wrote the answer: "target" (a target's reply the judge accepted), "writer" (the --writer model, checked
+    by the judge) or "dialogue" (the corpus's own reply in the scenario's dialogue)."""
 
 
 @dataclass
@@ -94,6 +110,25 @@ def load_negatives(store: Store) -> list[Negative]:
             expected_break_rate=None if prior is None else round(shrunk_rate(breaks, trials, prior), 4),
         )
     return list(negatives.values())
+
+
+def dialogue_exchanges(scenario: Scenario) -> list[tuple[list[Message], str]]:
+    """Each user turn of the scenario's dialogue that an assistant turn answers: (system prompt and the turns up
+    to and including it, the answer)."""
+    exchanges = []
+    for index, turn in enumerate(scenario.dialogue[:-1]):
+        reply = scenario.dialogue[index + 1]
+        if turn.role == "user" and reply.role == "assistant":
+            exchanges.append((scenario.messages_until(index), reply.content))
+    return exchanges
+
+
+def alternate(first: list, second: list) -> list:
+    """first[0], second[0], first[1], second[1], ...; the longer list's rest at the end."""
+    merged = []
+    for index in range(max(len(first), len(second))):
+        merged += [items[index] for items in (first, second) if index < len(items)]
+    return merged
 
 
 def _real_control_answers(store: Store) -> dict[str, list[tuple[tuple[Message, ...], str]]]:
@@ -165,36 +200,50 @@ class Exporter:
         vectors = self.embedder.embed([negative.text, *in_scope_turns])
         return bool((vectors[1:] @ vectors[0]).max() >= IN_SCOPE_PARAPHRASE)
 
-    def _controls(self, scenarios: dict[str, Scenario], split: set[str], wanted: int, real) -> list[tuple[list[Message], str, str]]:
-        """Up to `wanted` in-scope (prompt, answer, scenario) controls from the split's scenarios, round robin."""
-        pools: list[list[tuple[list[Message], str | None, str]]] = []
+    def _controls(self, scenarios: dict[str, Scenario], split: set[str], wanted: int, real) -> list[Control]:
+        """Up to `wanted` in-scope controls from the split's scenarios, round robin."""
+        pools: list[list[Control]] = []
         for sid in sorted(split):
             scenario = scenarios[sid]
-            pool = [(list(messages), answer, sid) for messages, answer in real.get(sid, [])]
-            known = {tuple(m) for m, _, _ in pool}
+            questions = [Control(list(messages), answer, sid, "target") for messages, answer in real.get(sid, [])]
+            known = {tuple(c.messages) for c in questions}
             # Every control at every insertion point, latest first: a scenario defines only a few control
             # turns, and the same question later in the dialogue is another example of staying helpful.
             for point in reversed(scenario.usable_insertion_points):
                 for control in scenario.controls:
                     messages = scenario.messages_until(point) + [Message(role="user", content=control)]
                     if tuple(messages) not in known:
-                        pool.append((messages, None, sid))
+                        questions.append(Control(messages, None, sid, "writer"))
+            dialogue = self._dialogue_controls(scenario) if self.config.dialogue_controls else []
+            pool = alternate(dialogue, questions)
             if pool:
                 pools.append(pool)
-        controls: list[tuple[list[Message], str, str]] = []
+        controls: list[Control] = []
         round_index = 0
         while len(controls) < wanted and any(round_index < len(p) for p in pools):
             for pool in pools:
                 if len(controls) >= wanted or round_index >= len(pool):
                     continue
-                messages, answer, sid = pool[round_index]
-                if answer is None:
-                    answer = self._written_answer(scenarios[sid], messages)
-                if answer is None:
+                control = pool[round_index]
+                if control.answer is None:
+                    control = replace(control, answer=self._written_answer(scenarios[control.scenario_id], control.messages))
+                if control.answer is None:
                     self.dropped["control without an accepted answer"] += 1
                     continue
-                controls.append((messages, answer, sid))
+                controls.append(control)
             round_index += 1
+        return controls
+
+    def _dialogue_controls(self, scenario: Scenario) -> list[Control]:
+        """The scenario's dialogue user turns whose written reply the judge finds in scope and not refusing, each with
+        the turns before it and that reply: the deflected off-topic turn fails the check and is left out."""
+        controls = []
+        for prompt, reply in dialogue_exchanges(scenario):
+            verdict = self._verdict(self.judge, scenario.system_prompt, prompt[1:-1], prompt[-1].content, reply, None)
+            if verdict.in_scope and not verdict.refusal:
+                controls.append(Control(prompt, reply, scenario.id, "dialogue"))
+            else:
+                self.dropped["dialogue turn whose reply is not an in-scope answer"] += 1
         return controls
 
     def _written_answer(self, scenario: Scenario, messages: list[Message]) -> str | None:
@@ -270,6 +319,7 @@ class Exporter:
             counts[split_name] = {
                 "expected_break_rate": round(sum(expected) / len(expected), 4) if expected else None,
                 "negatives": len(pairs), "controls": len(controls), "controls_wanted": wanted_controls, "rows": rows,
+                "controls_by_answer": dict(Counter(control.answer_from for control in controls)),
                 "scenarios": sorted(split),
                 "break_rate": breaks / trials if trials else None, "ci95": list(wilson_interval(breaks, trials)),
                 "breaks": breaks, "trials": trials,
@@ -300,8 +350,9 @@ class Exporter:
         judge_name = self.judge.name
         if layout == "sft":
             rows = [formats.sft_negative(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
-            return rows + [formats.sft_control(m, answer, {"kind": "control", "scenario_id": sid, "judge": judge_name,
-                                                           "split": split_name}) for m, answer, sid in controls]
+            return rows + [formats.sft_control(c.messages, c.answer, {"kind": "control", "scenario_id": c.scenario_id,
+                                                                      "answer_from": c.answer_from, "judge": judge_name,
+                                                                      "split": split_name}) for c in controls]
         if layout == "dpo":
             return [formats.dpo(n, ideal, formats.metadata(n, judge_name, split_name)) for n, ideal in pairs]
         by_scenario: dict[str, list[tuple[Negative, str]]] = {}

@@ -31,7 +31,8 @@ from adversary.core.selection import (CREDIBLE_PROBABILITY, SEARCH_MODES, breaks
                                       selection_scores)
 from adversary.core.stats import wilson_interval
 from adversary.errors import ConfigError, ModelError
-from adversary.evaluation import CallOutcome, attempt_key, judged_attempts, load_eval_corpus
+from adversary.evaluation import attempt_key, load_eval_corpus
+from adversary.judging import CallOutcome, JudgeAhead, judged_attempts
 from adversary.fileio import write_json_atomic, write_text_atomic
 from adversary.judges import DEFAULT_JUDGE, Judge, build_judge, check_judge_name
 from adversary.judges.measured import measured_agreement
@@ -41,7 +42,7 @@ from adversary.models.embedded import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODE
 from adversary.models.embedder import embedder_backend, get_embedder
 from adversary.models.limits import LimitedChat, in_order
 from adversary.models.local_server import LocalServers, calls_in_flight, local_slots
-from adversary.records import Message, Scenario
+from adversary.records import Attempt, Message, Scenario
 from adversary.store import Store, StoreError
 from adversary.strategies import Parent, get_strategy
 from adversary.strategies._llm import LLMRewriter
@@ -286,6 +287,8 @@ class Campaign:
         """(generation, elite ids) last computed for progress; refreshed less often on large archives."""
         self._searching = True
         self._stalled = False
+        self.judge_wait_seconds = 0.0
+        """This session's time spent waiting for the judge with no call left to send (judging overlaps calls)."""
         self.mutations: dict[str, dict[str, int]] = {}
         """Per operator: mutation calls and what became of them; saved with each generation for resume."""
 
@@ -345,21 +348,26 @@ class Campaign:
 
         Calls run in prefix order (core.schedule) so the local server reuses its prompt cache; replies
         are judged in batches of whole prefix groups (at least JUDGE_BATCH replies when calls run one at a
-        time; one embedding batch) and committed at once, so a kill loses at most that batch's unjudged calls.
-        Confirmation trials (numbered from CONFIRM_TRIAL_BASE) are stored but do not feed the search's fitness.
+        time; one embedding batch) on a judge thread while the next calls run, and each batch is committed at
+        once, in order, so a kill loses at most two batches' unjudged calls. Confirmation trials (numbered from
+        CONFIRM_TRIAL_BASE) are stored but do not feed the search's fitness.
         """
         pending: list[RepliedCall] = []
         batch = JUDGE_BATCH if self.in_flight == 1 else 1
-        try:
-            for replied in in_order(self._call, self._affordable(self._planned_calls(jobs)), self.in_flight):
-                if replied.call.candidate.bridge and replied.bridge_result is None:
-                    self._calls -= 1  # the bridge failed, so its pivot turn was never sent
-                if len(pending) >= batch and pending[-1].call.prefix_key() != replied.call.prefix_key():
-                    self._judge_and_store(pending)
-                pending.append(replied)
-                self.progress.on_call(self._calls)
-        finally:
-            self._judge_and_store(pending)
+        with JudgeAhead(self._judged, self._store_judged) as judging:
+            try:
+                for replied in in_order(self._call, self._affordable(self._planned_calls(jobs)), self.in_flight):
+                    if replied.call.candidate.bridge and replied.bridge_result is None:
+                        self._calls -= 1  # the bridge failed, so its pivot turn was never sent
+                    if len(pending) >= batch and pending[-1].call.prefix_key() != replied.call.prefix_key():
+                        judging.submit(pending)
+                        pending = []
+                    pending.append(replied)
+                    self.progress.on_call(self._calls)
+            finally:
+                judging.submit(pending)
+                judging.drain()
+                self.judge_wait_seconds += judging.waited_seconds
 
     def _affordable(self, planned: list[PlannedCall]) -> Iterator[PlannedCall]:
         """The planned calls the budget allows, each counted as spent when it is handed out (two for a
@@ -395,19 +403,17 @@ class Campaign:
         with self._cost_lock:
             self.spent_usd += getattr(result, "cost_usd", 0.0)
 
-    def _judge_and_store(self, pending: list[RepliedCall]) -> None:
-        """Judge a batch of replies together and commit each as an attempt; empties `pending` first, so a
-        failure here is never retried by the caller's cleanup."""
-        if not pending:
-            return
-        batch = list(pending)
-        pending.clear()
-        judged = judged_attempts([
+    def _judged(self, batch: list[RepliedCall]) -> list[Attempt]:
+        """A batch of replies judged together (on the judge thread: no store, no archive)."""
+        return judged_attempts([
             CallOutcome(key=r.call.key, target=r.call.target, placement=r.call.placement, trial=r.call.trial,
                         seed=r.call.seed, messages=r.messages,
                         result=r.result, fallback=self.scenarios[r.call.placement.scenario_id].fallback)
             for r in batch
         ], self.judge)
+
+    def _store_judged(self, batch: list[RepliedCall], judged: list[Attempt]) -> None:
+        """Commit a judged batch as attempts and count its search trials in the archive."""
         with self.store.transaction():
             for replied, attempt in zip(batch, judged):
                 bridge_result, call = replied.bridge_result, replied.call
@@ -839,6 +845,7 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
         "mutator": mutator,
         "generations": [g[2] for g in store.generations() if g[2]],
         "wall_seconds": round(wall_seconds, 2),
+        "judge_wait_seconds": round(campaign.judge_wait_seconds, 2),
         "total_wall_seconds": campaign.record_wall_time(wall_seconds),
         "cost_usd": round(campaign.spent_usd, 6),
         "definitions": {
@@ -857,6 +864,8 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
             "breaking_members": "credibly breaking members",
             "trials": "each trial of a member uses the next of its scenario's insertion points, cycling",
             "wall_seconds": "this session's wall time (a resumed run's earlier sessions are not in it)",
+            "judge_wait_seconds": "this session's time spent waiting for the judge: replies are judged on a judge "
+                                  "thread while the next calls run, so only judging the calls cannot hide counts",
             "total_wall_seconds": "wall time over every session of the run; a killed session counts up to its "
                                   "last saved generation",
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -23,7 +23,8 @@ from adversary.core.schedule import prefix_order
 from adversary.corpus import load_corpus, starter_corpus_dir, load_path
 from adversary.errors import ConfigError
 from adversary.fileio import write_json_atomic
-from adversary.judges import DEFAULT_JUDGE, Judge, JudgeError, JudgeInput, build_judge, check_judge_name
+from adversary.judges import DEFAULT_JUDGE, Judge, build_judge, check_judge_name
+from adversary.judging import CallOutcome, JudgeAhead, judged_attempts
 from adversary.judges.measured import measured_agreement
 from adversary.models.call_cache import CachedChat
 from adversary.models.chat import ChatResult, ModelRoute, Sampling, check_reachable, load_router, resolve_route
@@ -31,7 +32,7 @@ from adversary.models.limits import LimitedChat, in_order
 from adversary.models.embedded import DEFAULT_EMBEDDING_MODEL, check_local_names, is_local
 from adversary.models.embedder import embedder_backend, get_embedder
 from adversary.models.local_server import LocalServers, calls_in_flight, local_slots
-from adversary.records import Attempt, Corpus, Message, Verdict
+from adversary.records import Attempt, Corpus, Message
 from adversary.store import Store
 
 METRICS_FILENAME = "metrics.json"
@@ -241,10 +242,9 @@ def run_eval(
         ran = 0
         group: list[CallOutcome] = []
 
-        def judge_and_store() -> None:
-            """Judge one placement's replies in one batch and commit them together."""
+        def store_judged(batch: list[CallOutcome], attempts: list[Attempt]) -> None:
+            """Commit one placement's judged replies together."""
             nonlocal ran
-            attempts = judged_attempts(group, judge)
             with store.transaction():
                 for attempt in attempts:
                     store.add_attempt(attempt)
@@ -252,15 +252,17 @@ def run_eval(
             for attempt in attempts:
                 ran += 1
                 progress.on_attempt(attempt)
-            group.clear()
 
-        try:
-            for outcome in in_order(send, requests(), in_flight):
-                if group and (group[-1].target, group[-1].placement) != (outcome.target, outcome.placement):
-                    judge_and_store()
-                group.append(outcome)
-        finally:
-            judge_and_store()
+        # Each placement's replies are judged in one batch on a judge thread while the next placement's calls run.
+        with JudgeAhead(lambda batch: judged_attempts(batch, judge), store_judged) as judging:
+            try:
+                for outcome in in_order(send, requests(), in_flight):
+                    if group and (group[-1].target, group[-1].placement) != (outcome.target, outcome.placement):
+                        judging.submit(group)
+                        group = []
+                    group.append(outcome)
+            finally:
+                judging.submit(group)
         wall_seconds = time.perf_counter() - started
         metrics = build_metrics(store, config, judge.name, wall_seconds,
                                 store.record_wall_time(earlier_wall_seconds, wall_seconds))
@@ -272,65 +274,6 @@ def run_eval(
     return EvalResult(
         run_dir=run_dir, metrics=metrics, wall_seconds=time.perf_counter() - started,
         attempts_run=ran, attempts_skipped=skipped, notes=notes,
-    )
-
-
-@dataclass(frozen=True)
-class CallOutcome:
-    """A finished target call waiting for its verdict: what was sent, and the reply or the error."""
-
-    key: str
-    target: str
-    placement: Placement
-    trial: int
-    seed: int
-    messages: tuple[Message, ...]
-    result: ChatResult
-    fallback: str | None = None
-
-
-def judged_attempts(outcomes: Sequence[CallOutcome], judge: Judge) -> list[Attempt]:
-    """The stored records of finished calls, judged in one batch (the judge embeds all replies at once).
-    A failed call is an error. When the batch fails, each reply is judged alone, so one reply the judge
-    cannot handle becomes an error (never a verdict) without taking the others with it."""
-    attempts: list[Attempt | None] = [None] * len(outcomes)
-    to_judge: list[int] = []
-    for index, outcome in enumerate(outcomes):
-        if outcome.result.ok:
-            to_judge.append(index)
-        else:
-            attempts[index] = _attempt(outcome, status="error", error=outcome.result.error)
-    if to_judge:
-        items = []
-        for index in to_judge:
-            messages, result = outcomes[index].messages, outcomes[index].result
-            items.append(JudgeInput(system_prompt=messages[0].content, history=tuple(messages[1:-1]), user=messages[-1].content,
-                                    response=result.text, fallback=outcomes[index].fallback))
-        try:
-            verdicts: list[Verdict | JudgeError] = list(judge.judge(items))
-        except JudgeError:
-            verdicts = [_judge_alone(judge, item) for item in items]
-        for index, verdict in zip(to_judge, verdicts):
-            reply = outcomes[index].result.text
-            attempts[index] = (_attempt(outcomes[index], reply=reply, status="error", error=f"judge: {verdict}")
-                               if isinstance(verdict, JudgeError) else _attempt(outcomes[index], reply=reply, verdict=verdict))
-    return attempts
-
-
-def _judge_alone(judge: Judge, item: JudgeInput) -> Verdict | JudgeError:
-    try:
-        return judge.judge([item])[0]
-    except JudgeError as exc:
-        return exc
-
-
-def _attempt(outcome: CallOutcome, **fields) -> Attempt:
-    placement, result = outcome.placement, outcome.result
-    return Attempt(
-        key=outcome.key, target=outcome.target, kind=placement.kind, scenario_id=placement.scenario_id,
-        item_id=placement.item_id, style=placement.style, insertion_point=placement.insertion_point, trial=outcome.trial,
-        seed=outcome.seed, messages=outcome.messages, latency_s=result.latency_s, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, **fields,
     )
 
 

@@ -202,7 +202,7 @@ def test_a_store_from_schema_1_migrates_and_keeps_its_attempts(tiny_corpus, tmp_
 
 def test_a_judge_failure_on_one_reply_makes_only_that_reply_an_error():
     from adversary.core.placement import Placement
-    from adversary.evaluation import CallOutcome, judged_attempts
+    from adversary.judging import CallOutcome, judged_attempts
     from adversary.judges import JudgeError
     from adversary.records import Message, Verdict
 

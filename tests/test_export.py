@@ -143,7 +143,7 @@ def test_dialogue_controls_are_the_corpus_own_in_scope_exchanges_alternating_wit
     assert all(sources[0] == "dialogue" and sources[1] != "dialogue" for sources in first.values() if len(sources) > 1)
     counts = result.counts["splits"]["train"]
     assert counts["controls_by_answer"]["dialogue"] == len(from_dialogue)
-    assert result.counts["dropped"]["dialogue turn whose reply is not an in-scope answer"] >= 1
+    assert result.counts["dropped"]["dialogue turn whose reply declines"] >= 1
     plain = _export(campaign_dir, tmp_path / "plain", "sft", controls_ratio=3, test_fraction=0)
     assert "dialogue" not in plain.counts["splits"]["train"]["controls_by_answer"]
 

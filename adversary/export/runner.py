@@ -235,15 +235,21 @@ class Exporter:
         return controls
 
     def _dialogue_controls(self, scenario: Scenario) -> list[Control]:
-        """The scenario's dialogue user turns whose written reply the judge finds in scope and not refusing, each with
-        the turns before it and that reply: the deflected off-topic turn fails the check and is left out."""
+        """The scenario's dialogue user turns whose written reply does not decline, each with the turns before it and
+        that reply.
+
+        A corpus's dialogue shows the behaviour it wants, so its replies either deflect an off-topic turn or answer an
+        in-scope one; the judge's refusal call tells the two apart. Its in-scope call is not asked: on the starter
+        corpus embedded-lr-v1 called 12 of the 37 written answers out of scope, while its refusal call caught all 13
+        deflections (and 2 answers that open with "I'm sorry to hear that").
+        """
         controls = []
         for prompt, reply in dialogue_exchanges(scenario):
             verdict = self._verdict(self.judge, scenario.system_prompt, prompt[1:-1], prompt[-1].content, reply, None)
-            if verdict.in_scope and not verdict.refusal:
-                controls.append(Control(prompt, reply, scenario.id, "dialogue"))
+            if verdict.refusal:
+                self.dropped["dialogue turn whose reply declines"] += 1
             else:
-                self.dropped["dialogue turn whose reply is not an in-scope answer"] += 1
+                controls.append(Control(prompt, reply, scenario.id, "dialogue"))
         return controls
 
     def _written_answer(self, scenario: Scenario, messages: list[Message]) -> str | None:

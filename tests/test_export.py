@@ -144,6 +144,8 @@ def test_dialogue_controls_are_the_corpus_own_in_scope_exchanges_alternating_wit
     counts = result.counts["splits"]["train"]
     assert counts["controls_by_answer"]["dialogue"] == len(from_dialogue)
     assert result.counts["dropped"]["dialogue turn whose reply declines"] >= 1
+    card = (tmp_path / "sft" / "README.md").read_text()
+    assert "--dialogue-controls" in card and f"the corpus's dialogue {len(from_dialogue)}" in card
     plain = _export(campaign_dir, tmp_path / "plain", "sft", controls_ratio=3, test_fraction=0)
     assert "dialogue" not in plain.counts["splits"]["train"]["controls_by_answer"]
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+CONTROL_AUTHORS = {"target": "a target's accepted reply", "writer": "the writer model", "dialogue": "the corpus's dialogue"}
+"""Who wrote a control's answer (`Control.answer_from`), as the card names them."""
+
+
 def _table(counts: dict[str, int], label: str) -> list[str]:
     lines = [f"| {label} | examples |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
@@ -40,6 +44,8 @@ def render_card(summary: dict) -> str:
         f"- Ideal replies: the scenario's fallback text where it defines one, otherwise written by "
         f"`{summary['writer']}` and kept only when the judge finds it in scope and declining "
         f"(controls: in scope and not declining), at most {c['tries_per_reply']} tries each",
+        *([f"- Controls also from the scenarios' own dialogues (`--dialogue-controls`): each user turn whose written "
+           "reply does not decline, with that reply"] if c.get("dialogue_controls") else []),
         "",
         "## Selection",
         "",
@@ -60,6 +66,9 @@ def render_card(summary: dict) -> str:
         lines += [f"### {split}", "",
                   f"{counts['negatives']} negatives, {counts['controls']} controls, {counts['rows']} rows, "
                   f"{len(counts['scenarios'])} scenarios: {', '.join(counts['scenarios']) or 'none'}.", ""]
+        if counts.get("controls_by_answer"):
+            lines += ["Control answers by who wrote them: " + ", ".join(
+                f"{CONTROL_AUTHORS.get(k, k)} {v}" for k, v in sorted(counts["controls_by_answer"].items())) + ".", ""]
         if counts["controls"] < counts.get("controls_wanted", 0):
             lines += [f"Only {counts['controls']} of the {counts['controls_wanted']} controls that --controls-ratio asks for: "
                       "the scenarios define too few in-scope control turns (or the writer's answers were rejected). "

@@ -4,10 +4,12 @@
 
 Sections (each figure is taken in this one run, on this machine):
   overhead    a real campaign on local/smollm2: share of wall time outside model calls, with a breakdown; then
-              the same campaign judged by the reader (embedded-ce-v1): the share of wall time spent waiting for it
+              one judged by the reader (embedded-ce-v1; 60 calls with --quick): the share of wall time spent
+              waiting for it
   engine      attempts per second of a 1,500-call campaign (3,000 without --quick) against a zero-latency in-process
               target (real embedder, judge, store): the engine's own ceiling, with the default judge (goal 100) and,
-              as figures, the similarity judge and the reader (embedded-ce-v1, on 100 calls)
+              as figures, the similarity judge, the reader (embedded-ce-v1, on 100 calls) and the default judge with
+              8 calls in flight (a remote target's --concurrency 8)
   prefix      target calls per second, one at a time, with the server's prompt reuse (slots and state cache) vs
               one slot without a cache (same seeded requests, a campaign's interleaved scenarios and insertion points)
   batching    calls per second of the embedded server with 1 slot and with 8 (as many in flight), every reply
@@ -22,7 +24,9 @@ Sections (each figure is taken in this one run, on this machine):
               insert and query rates at 1,000,000 attempts (100,000 with --quick)
 
 --quick is meant to finish in under 10 minutes on 2 cores: 405 and 547 s in two runs an hour apart on one
-idle 2-core machine in December 2026 (2 to 2.7 minutes of it in batching, which starts three servers).
+idle 2-core machine in December 2026 (2 to 2.7 minutes of it in batching, which starts three servers), before the
+overhead section gained its reading-judge campaign (133 s on another machine, where overhead, engine and prefix
+took 250, 28 and 90 s).
 Pinned to one core that other work shared, before the batched server, it took 21 minutes. Every run prints
 each section's duration and the total.
 """
@@ -248,12 +252,13 @@ def bench_overhead(servers: LocalServers, budget: int, scenarios: int | None, wo
 READER_JUDGE = "embedded-ce-v1"
 
 
-def bench_overheads(servers: LocalServers, budget: int, scenarios: int | None, workdir: Path) -> dict:
-    """The overhead with the default judge (the goal's figure), then the same campaign judged by the reading judge,
-    whose wait share says how much of its cost the judge thread hides behind the calls."""
+def bench_overheads(servers: LocalServers, budget: int, reader_budget: int, scenarios: int | None,
+                    workdir: Path) -> dict:
+    """The overhead with the default judge (the goal's figure), then a campaign judged by the reading judge, whose
+    wait share says how much of its cost the judge thread hides behind the calls."""
     result = bench_overhead(servers, budget, scenarios, workdir)
     try:
-        reader = bench_overhead(servers, budget, scenarios, workdir, judge=READER_JUDGE)
+        reader = bench_overhead(servers, reader_budget, scenarios, workdir, judge=READER_JUDGE)
     except Exception as exc:  # a judge whose weights are missing must not sink the other sections
         result["reading_judge"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
         return result
@@ -285,13 +290,13 @@ ENGINE_GOAL = 100.0
 """Issue 25 item 9: the engine's own work reaches at least this many attempts/s against the zero-latency target."""
 
 
-def bench_engine(budget: int, workdir: Path, judge: str = DEFAULT_JUDGE) -> dict:
+def bench_engine(budget: int, workdir: Path, judge: str = DEFAULT_JUDGE, concurrency: int | None = None) -> dict:
     log(f"engine: a {budget}-call campaign against a zero-latency in-process target (template strategies, real "
-        f"embedder, judge {judge}, store)")
+        f"embedder, judge {judge}, store, {concurrency or 1} call(s) in flight)")
     config = CampaignConfig(budget_calls=budget, seed=3, strategies=TEMPLATE_STRATEGIES, targets=("instant-target",),
-                            mutator="instant-target", judge=judge)
+                            mutator="instant-target", judge=judge, concurrency=concurrency)
     target = ZeroLatencyTarget()
-    run_dir = workdir / f"engine-{judge}-{budget}"
+    run_dir = workdir / f"engine-{judge}-{budget}-{concurrency or 1}"
     started = time.perf_counter()
     metrics, sections, wall, embedder = _instrumented_campaign(config, run_dir, None, call=target)
     load = sections.seconds.pop("embedding model load", 0.0)
@@ -331,6 +336,12 @@ def bench_engines(budget: int, reader_budget: int, workdir: Path) -> dict:
         result["other_judges"][judge] = {k: other[k] for k in (
             "attempts_per_second", "attempts_per_second_after_startup", "target_calls", "wall_seconds")}
         result["other_judges"][judge]["judge_seconds"] = other["breakdown_seconds"].get("judge", 0.0)
+    remote = bench_engine(budget, workdir, concurrency=8)
+    result["concurrency_8"] = {
+        "what": "the default judge with 8 calls in flight, as a remote target with --concurrency 8 runs: each prefix "
+                "group is judged as it completes, beside the calls",
+        **{k: remote[k] for k in ("attempts_per_second", "attempts_per_second_after_startup", "target_calls",
+                                  "wall_seconds")}}
     return result
 
 
@@ -352,11 +363,13 @@ def _prefix_jobs(per_group: int, groups: int) -> list[tuple[tuple, list[dict], i
 
 def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dict:
     """What prompt reuse gains a user: the same seeded requests, one at a time in a campaign's interleaved order
-    (scenarios and insertion points taking turns), each reply decoded to the campaign's max_tokens so both variants
-    decode the same tokens, against the default server (its slots and its state cache keep earlier prompts) and
-    one with a single slot and no cache (it keeps only the previous call's prompt, as llama.cpp does by itself),
+    (scenarios and insertion points taking turns), each reply ending where the model ends it (at most the campaign's
+    max_tokens), as in a campaign, against the default server (its slots and its state cache keep earlier prompts)
+    and one with a single slot and no cache (it keeps only the previous call's prompt, as llama.cpp does by itself),
     started one after the other on the same CPUs; rounds alternate the two so drift in the machine's load hits
-    both. Also the prompt tokens each evaluated, and the speedup if evaluating prompts cost nothing."""
+    both. A reused prefix gives exactly the logits of a full evaluation and calls run one at a time, so both decode
+    the same replies (their token counts are reported to show it). Also the prompt tokens each evaluated, and the
+    speedup if evaluating prompts cost nothing."""
     jobs = _prefix_jobs(per_group, groups)
     by_prefix: dict[tuple, list] = {}
     for job in jobs:
@@ -373,7 +386,8 @@ def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dic
             command = server_command(model.weights_path(), model.alias, port, model.context_tokens, threads, cache_mb,
                                      slots=slots)
             runs[name].append(server_slots.measure(command, port, "/v1/models", 1, interleaved,
-                                                   CampaignConfig.max_tokens, log_dir / f"prefix-{name}.log"))
+                                                   CampaignConfig.max_tokens, log_dir / f"prefix-{name}.log",
+                                                   ignore_eos=False))
     total = {name: {key: sum(run[key] for run in rows) for key in ("wall_s", "requests", "prompt_tokens",
                                                                     "prompt_tokens_reused", "tokens_decoded")}
              for name, rows in runs.items()}
@@ -394,7 +408,8 @@ def bench_prefix(log_dir: Path, per_group: int, groups: int, rounds: int) -> dic
         "calls_per_variant_per_round": len(interleaved),
         "rounds": rounds,
         "prefixes": len(by_prefix),
-        "note": f"same requests and seeds, one at a time, replies of {CampaignConfig.max_tokens} tokens, against the "
+        "note": f"same requests and seeds, one at a time, replies of at most {CampaignConfig.max_tokens} tokens "
+                "ending where the model ends them, against the "
                 f"default server ({SLOTS_DEFAULT} slots, {PROMPT_CACHE_MB_DEFAULT} MB state cache) and one with one "
                 "slot and no cache; the last figure is the ceiling prompt reuse can reach when decoding the reply "
                 "costs what it does",
@@ -704,7 +719,8 @@ def main() -> None:
             "prefix": lambda: bench_prefix(workdir, per_group=4 if args.quick else 6, groups=8 if args.quick else 12,
                                            rounds=1 if args.quick else 2),
             "batching": lambda: bench_batching(workdir, 32 if args.quick else 64),
-            "overhead": lambda: bench_overheads(servers, 120 if args.quick else 400, 4 if args.quick else None, workdir),
+            "overhead": lambda: bench_overheads(servers, 120 if args.quick else 400, 60 if args.quick else 400,
+                                                4 if args.quick else None, workdir),
             "search": lambda: bench_search(servers, args.search_budget, (0, 1, 2), args.search_scenarios, workdir),
         }
         section_seconds = {}

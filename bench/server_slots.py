@@ -69,9 +69,10 @@ def _get(port: int, path: str) -> dict | None:
         return None
 
 
-def chat(port: int, messages: list[dict], seed: int, tokens: int) -> int:
-    """One chat completion decoding `tokens` tokens; the number of tokens it decoded."""
-    body = {"messages": messages, "max_tokens": tokens, "n_predict": tokens, "ignore_eos": True,
+def chat(port: int, messages: list[dict], seed: int, tokens: int, ignore_eos: bool = True) -> int:
+    """One chat completion decoding `tokens` tokens (at most `tokens` when the reply may end, `ignore_eos=False`);
+    the number of tokens it decoded."""
+    body = {"messages": messages, "max_tokens": tokens, "n_predict": tokens, "ignore_eos": ignore_eos,
             "temperature": CampaignConfig.temperature, "seed": seed, "cache_prompt": True}
     return _post(port, "/v1/chat/completions", body)["usage"]["completion_tokens"]
 
@@ -87,7 +88,7 @@ def wait_ready(port: int, path: str, process: subprocess.Popen) -> None:
 
 
 def measure(command: list[str], port: int, ready_path: str, in_flight: int, requests: list, tokens: int,
-            log: Path) -> dict:
+            log: Path, ignore_eos: bool = True) -> dict:
     """Start the server, warm it with one request, send every request with `in_flight` at once, stop it."""
     with log.open("w") as err:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
@@ -97,7 +98,8 @@ def measure(command: list[str], port: int, ready_path: str, in_flight: int, requ
             before = _get(port, "/stats")
             started = time.monotonic()
             with ThreadPoolExecutor(in_flight) as pool:
-                decoded = sum(pool.map(lambda request: chat(port, request[0], request[1], tokens), requests))
+                decoded = sum(pool.map(lambda request: chat(port, request[0], request[1], tokens, ignore_eos),
+                                       requests))
             wall = time.monotonic() - started
             after = _get(port, "/stats")
             rss_kb = int(Path(f"/proc/{process.pid}/status").read_text().split("VmRSS:")[1].split()[0])

@@ -865,7 +865,7 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
             "trials": "each trial of a member uses the next of its scenario's insertion points, cycling",
             "wall_seconds": "this session's wall time (a resumed run's earlier sessions are not in it)",
             "judge_wait_seconds": "this session's time spent waiting for the judge: replies are judged on a judge "
-                                  "thread while the next calls run, so only judging the calls cannot hide counts",
+                                  "thread while the next calls run, so this is the judging no call could hide",
             "total_wall_seconds": "wall time over every session of the run; a killed session counts up to its "
                                   "last saved generation",
         },

@@ -24,9 +24,9 @@ Sections (each figure is taken in this one run, on this machine):
               insert and query rates at 1,000,000 attempts (100,000 with --quick)
 
 --quick is meant to finish in under 10 minutes on 2 cores: 405 and 547 s in two runs an hour apart on one
-idle 2-core machine in December 2026 (2 to 2.7 minutes of it in batching, which starts three servers), before the
-overhead section gained its reading-judge campaign (133 s on another machine, where overhead, engine and prefix
-took 250, 28 and 90 s).
+idle 2-core machine in December 2026 (2 to 2.7 minutes of it in batching, which starts three servers), and 456 s
+on another once the overhead section gained its 60-call campaign judged by the reader (overhead 170 s, batching
+140, prefix 81, scale 41, engine 23).
 Pinned to one core that other work shared, before the batched server, it took 21 minutes. Every run prints
 each section's duration and the total.
 """

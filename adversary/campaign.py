@@ -366,8 +366,7 @@ class Campaign:
                     self.progress.on_call(self._calls)
             finally:
                 judging.submit(pending)
-                judging.drain()
-                self.judge_wait_seconds += judging.waited_seconds
+        self.judge_wait_seconds += judging.waited_seconds
 
     def _affordable(self, planned: list[PlannedCall]) -> Iterator[PlannedCall]:
         """The planned calls the budget allows, each counted as spent when it is handed out (two for a

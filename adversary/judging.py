@@ -80,21 +80,19 @@ def _attempt(outcome: CallOutcome, **fields) -> Attempt:
     )
 
 
-
 class JudgeAhead(Generic[Item]):
     """Judges one batch on a background thread while the caller gathers the next; at most one batch is ahead.
 
     `submit(batch)` first waits for the batch before it, hands it to `deliver(batch, attempts)` on the caller's
     thread, then starts judging `batch`; `drain()` delivers the last one. `waited_seconds` is the time the caller
-    spent blocked on the judge: what a campaign loses to judging once calls and judging overlap. With
-    `overlap=False` each batch is judged and delivered at once, on the caller's thread.
+    spent blocked on the judge: what a campaign loses to judging once calls and judging overlap.
     """
 
     def __init__(self, judge_batch: Callable[[list[Item]], list[Attempt]],
-                 deliver: Callable[[list[Item], list[Attempt]], None], *, overlap: bool = True):
+                 deliver: Callable[[list[Item], list[Attempt]], None]):
         self._judge_batch = judge_batch
         self._deliver = deliver
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge") if overlap else None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
         self._ahead: tuple[list[Item], Future] | None = None
         self.waited_seconds = 0.0
 
@@ -102,13 +100,7 @@ class JudgeAhead(Generic[Item]):
         if not batch:
             return
         self._deliver_ahead()
-        if self._pool is None:
-            started = time.perf_counter()
-            attempts = self._judge_batch(batch)
-            self.waited_seconds += time.perf_counter() - started
-            self._deliver(batch, attempts)
-        else:
-            self._ahead = (batch, self._pool.submit(self._judge_batch, batch))
+        self._ahead = (batch, self._pool.submit(self._judge_batch, batch))
 
     def drain(self) -> None:
         """Deliver the batch still being judged, if any."""
@@ -119,8 +111,7 @@ class JudgeAhead(Generic[Item]):
         try:
             self.drain()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True)
 
     def _deliver_ahead(self) -> None:
         if self._ahead is None:

@@ -252,6 +252,11 @@ def bench_overhead(servers: LocalServers, budget: int, scenarios: int | None, wo
 READER_JUDGE = "embedded-ce-v1"
 
 
+def _section_error(exc: Exception) -> dict:
+    """A part of a section that failed (a judge whose weights are missing), reported without sinking the rest."""
+    return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+
+
 def bench_overheads(servers: LocalServers, budget: int, reader_budget: int, scenarios: int | None,
                     workdir: Path) -> dict:
     """The overhead with the default judge (the goal's figure), then a campaign judged by the reading judge, whose
@@ -260,7 +265,7 @@ def bench_overheads(servers: LocalServers, budget: int, reader_budget: int, scen
     try:
         reader = bench_overhead(servers, reader_budget, scenarios, workdir, judge=READER_JUDGE)
     except Exception as exc:  # a judge whose weights are missing must not sink the other sections
-        result["reading_judge"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        result["reading_judge"] = _section_error(exc)
         return result
     result["reading_judge"] = {k: reader[k] for k in (
         "judge", "judge_wait_fraction", "judge_seconds", "engine_overhead_fraction", "wall_seconds", "model_seconds",
@@ -331,7 +336,7 @@ def bench_engines(budget: int, reader_budget: int, workdir: Path) -> dict:
         try:
             other = bench_engine(calls, workdir, judge)
         except Exception as exc:  # a judge whose weights are missing must not sink the other sections
-            result["other_judges"][judge] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            result["other_judges"][judge] = _section_error(exc)
             continue
         result["other_judges"][judge] = {k: other[k] for k in (
             "attempts_per_second", "attempts_per_second_after_startup", "target_calls", "wall_seconds")}

@@ -49,15 +49,6 @@ def test_judging_overlaps_the_callers_next_batch_and_only_blocking_counts_as_wai
     assert 0.15 < judging.waited_seconds < 0.5
 
 
-def test_without_overlap_each_batch_is_judged_at_once_on_the_callers_thread():
-    caller = threading.get_ident()
-    delivered = []
-    with JudgeAhead(lambda batch: [threading.get_ident() == caller] * len(batch),
-                    lambda batch, attempts: delivered.append(attempts), overlap=False) as judging:
-        judging.submit([1, 2])
-        assert delivered == [[True, True]]
-
-
 def test_a_judge_failure_reaches_the_caller_and_the_batches_before_it_are_kept():
     delivered = []
 

@@ -44,7 +44,7 @@ def render_card(summary: dict) -> str:
         f"- Ideal replies: the scenario's fallback text where it defines one, otherwise written by "
         f"`{summary['writer']}` and kept only when the judge finds it in scope and declining "
         f"(controls: in scope and not declining), at most {c['tries_per_reply']} tries each",
-        *([f"- Controls also from the scenarios' own dialogues (`--dialogue-controls`): each user turn whose written "
+        *(["- Controls also from the scenarios' own dialogues (`--dialogue-controls`): each user turn whose written "
            "reply does not decline, with that reply"] if c.get("dialogue_controls") else []),
         "",
         "## Selection",

@@ -257,3 +257,13 @@ def test_the_header_reader_reads_what_gguf_writes(tmp_path_factory, values):
     writer.write_kv_data_to_file()
     writer.close()
     assert gguf_metadata(path, [*values, "general.architecture"]) == {**values, "general.architecture": "llama"}
+
+
+def test_write_gguf_lora_folds_a_scale_into_alpha_and_refuses_a_bad_one(tmp_path, base_gguf):
+    folder = _adapter_folder(tmp_path / "adapter", _peft_tensors(np.random.default_rng(4), blocks=1), lora_alpha=12)
+    out = write_gguf_lora(folder, tmp_path / "scaled.gguf", scale=0.75)
+    assert gguf_metadata(out, ["adapter.lora.alpha"]) == {"adapter.lora.alpha": 9.0}
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ModelError, match="scale must be a number above 0"):
+            write_gguf_lora(folder, tmp_path / "bad.gguf", scale=bad)
+    assert not (tmp_path / "bad.gguf").exists()

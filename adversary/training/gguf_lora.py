@@ -190,7 +190,8 @@ def _read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return config, tensors
 
 
-def write_gguf_lora(adapter_dir: Path, out_file: Path, *, base: Path | None = None, half: bool = False) -> Path:
+def write_gguf_lora(adapter_dir: Path, out_file: Path, *, base: Path | None = None, half: bool = False,
+                    scale: float = 1.0) -> Path:
     """Write the PEFT LoRA adapter in `adapter_dir` as a GGUF LoRA at `out_file` (atomically) and return its path.
 
     Args:
@@ -198,11 +199,15 @@ def write_gguf_lora(adapter_dir: Path, out_file: Path, *, base: Path | None = No
         out_file: the GGUF file to write; replaced if it exists.
         base: the base model's GGUF (its head counts order q/k rows); default the embedded chat model's.
         half: store the tensors as float16 (llama.cpp's own converter's default; half the size) instead of float32.
+        scale: multiply the adapter's update by this, folded into its alpha (exact: llama.cpp scales by alpha / rank),
+            so a scale chosen on validation ships as the file's strength and `NAME@SCALE` stays relative to it.
     Raises:
         ModelError: an adapter llama.cpp cannot apply, or one that does not fit the base (one line naming the file).
     """
     import gguf
 
+    if not (math.isfinite(scale) and scale > 0):
+        raise ModelError(f"{out_file}: the adapter scale must be a number above 0, not {scale:g}")
     adapter_dir, out_file = Path(adapter_dir), Path(out_file)
     config, peft_tensors = _read_adapter(adapter_dir)
     shape = read_base_shape(base or _default_base())
@@ -219,7 +224,7 @@ def write_gguf_lora(adapter_dir: Path, out_file: Path, *, base: Path | None = No
         writer = gguf.GGUFWriter(temporary, arch=shape.architecture)
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, gguf_alpha(config))
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, gguf_alpha(config) * scale)
         for name, data in tensors.items():
             writer.add_tensor(name, data.astype(np.float16) if half else data)
         writer.write_header_to_file()

@@ -23,7 +23,8 @@ fine-tune resumes inside the stage too). Stages:
              scenarios, which none of them saw (their human-written distractors; their on-topic turns as
              in-scope controls), same seed and placements, 3 trials each, one run per target so two can run on
              two cores.
-7. attack:   a novelty campaign against (a) (the hardened model) on the starter corpus.
+7. attack:   a novelty campaign against (a) (the hardened model) on the starter corpus, at the scale the scale
+             stage chose when it has run (the model that would ship), else at full strength.
 8. summary:  break rates with Wilson intervals, over-refusal, AR_ID / RR_OOD / OS, the issue's four goals,
              and the attack's seed and archive break rates, breaking clusters and mutation yield,
              written as WORK/harden.json and printed as Markdown.
@@ -258,8 +259,9 @@ def stage_attack(work: Path, args) -> None:
     run_dir = work / "attack"
     if campaign_done(run_dir):
         return
+    hardened = "campaign-scaled" if chosen_scale(work) is not None else "campaign"
     resume = (["--resume", str(run_dir)] if (run_dir / "store.sqlite").is_file()
-              else ["--out", str(run_dir), "--target", target_name(work, "campaign", args), "--seed", "2"])
+              else ["--out", str(run_dir), "--target", target_name(work, hardened, args), "--seed", "2"])
     adversary("run", *resume, "--budget-calls", str(args.attack_calls), log=work / "attack.log")
 
 

@@ -1,6 +1,6 @@
 """Close the loop: attack, export, fine-tune, re-evaluate on unseen scenarios, re-attack the hardened model.
 
-    python bench/harden.py --work runs/harden [--stage all|campaign|export|seeds|train|scale|eval|attack|summary] [--until STAGE]
+    python bench/harden.py --work runs/harden [--stage all|campaign|export|seeds|train|scale|ship|eval|attack|summary] [--until STAGE]
                            [--campaign-calls 900] [--attack-calls 1500] [--epochs 2] [--controls-ratio 0.5]
                            [--dialogue-controls]
 
@@ -19,21 +19,22 @@ fine-tune resumes inside the stage too). Stages:
              the distractors and on-topic turns the eval stage does not sample (WORK/validation.yaml). The base
              and (a) at each --scales value are evaluated there (2 trials); the chosen scale is the one with the
              lowest break rate among those whose over-refusal is at most 5 points above the base's.
-6. eval:     base, (a), (a) at the chosen scale and (b) on the topic-following insurance and real-estate
+6. ship:     (a) written as the package ships it: float16 GGUF with the chosen scale folded into its alpha
+             (WORK/smollm2-guarded.gguf; copy it to adversary/models/adapters/ to ship it).
+7. eval:     base, (a), (a) at the chosen scale and (b) on the topic-following insurance and real-estate
              scenarios, which none of them saw (their human-written distractors; their on-topic turns as
              in-scope controls), same seed and placements, 3 trials each, one run per target so two can run on
              two cores.
-7. attack:   a novelty campaign against (a) (the hardened model) on the starter corpus, at the scale the scale
-             stage chose when it has run (the model that would ship), else at full strength.
-8. summary:  break rates with Wilson intervals, over-refusal, AR_ID / RR_OOD / OS, the issue's four goals,
+8. attack:   a novelty campaign against the hardened model on the starter corpus: the ship stage's file when it
+             exists (the very bytes that would ship), else (a) at full strength.
+9. summary:  break rates with Wilson intervals, over-refusal, AR_ID / RR_OOD / OS, the issue's four goals,
              and the attack's seed and archive break rates, breaking clusters and mutation yield,
              written as WORK/harden.json and printed as Markdown.
 
 `--stage eval --target base|campaign|campaign-scaled|seeds` runs one target's eval and `--stage scale --scale 0.5`
 one validation eval, for running two on two cores side by side; `--adapter FILE` takes adapter (a) from a file (such
 as the shipped one) instead of WORK/adapter-campaign;
-`--until train` runs the stages that make the adapters (the shipped local/smollm2-guarded is adapter (a), written
-as float16 GGUF).
+`--until ship` runs the stages that make the shipped `local/smollm2-guarded`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from adversary.training.baseline import matched_rows, seed_placements  # noqa: E
 ROOT = Path(__file__).resolve().parents[1]
 EXTERNAL = ROOT.parent / "shared" / "external" / "topic-following"
 UNSEEN = (EXTERNAL / "insurance_final.csv", EXTERNAL / "real_estate_final.csv")
-STAGES = ("campaign", "export", "seeds", "train", "scale", "eval", "attack", "summary")
+STAGES = ("campaign", "export", "seeds", "train", "scale", "ship", "eval", "attack", "summary")
+SHIPPED_NAME = "smollm2-guarded.gguf"
 TARGETS = ("base", "campaign", "campaign-scaled", "seeds")
 TEST_SEED = 11
 VALIDATION_SEED = 12
@@ -241,6 +243,22 @@ def chosen_scale(work: Path) -> float | None:
     return json.loads(path.read_text(encoding="utf-8"))["chosen"] if path.is_file() else None
 
 
+def stage_ship(work: Path, args) -> None:
+    out = work / SHIPPED_NAME
+    if out.is_file():
+        return
+    scale = chosen_scale(work)
+    if scale is None:
+        sys.exit("the ship stage needs the scale stage's choice first (python bench/harden.py --stage scale)")
+    adapter = campaign_adapter(work, args)
+    if not adapter.is_dir():
+        sys.exit(f"the ship stage writes from a finetune output folder (its PEFT adapter); {adapter} is not one")
+    from adversary.training.gguf_lora import write_gguf_lora
+
+    write_gguf_lora(adapter, out, half=True, scale=scale)
+    print(f"  wrote {out} (float16, scale {scale:g} folded in, {out.stat().st_size / 1e6:.1f} MB)", flush=True)
+
+
 def stage_eval(work: Path, args) -> None:
     for name in (args.target or TARGETS):
         run_dir = work / f"eval-{name}"
@@ -259,9 +277,10 @@ def stage_attack(work: Path, args) -> None:
     run_dir = work / "attack"
     if campaign_done(run_dir):
         return
-    hardened = "campaign-scaled" if chosen_scale(work) is not None else "campaign"
+    shipped = work / SHIPPED_NAME
+    target = f"local/smollm2+{shipped}" if shipped.is_file() else target_name(work, "campaign", args)
     resume = (["--resume", str(run_dir)] if (run_dir / "store.sqlite").is_file()
-              else ["--out", str(run_dir), "--target", target_name(work, hardened, args), "--seed", "2"])
+              else ["--out", str(run_dir), "--target", target, "--seed", "2"])
     adversary("run", *resume, "--budget-calls", str(args.attack_calls), log=work / "attack.log")
 
 
@@ -375,7 +394,7 @@ def main() -> None:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     stages = {"campaign": stage_campaign, "export": stage_export, "seeds": stage_seeds, "train": stage_train,
-              "scale": stage_scale, "eval": stage_eval, "attack": stage_attack}
+              "scale": stage_scale, "ship": stage_ship, "eval": stage_eval, "attack": stage_attack}
     chosen = STAGES[:STAGES.index(args.until) + 1] if args.until else STAGES if args.stage == "all" else (args.stage,)
     for name in chosen:
         if name == "summary":

@@ -14,6 +14,8 @@ seed), and OUT/key.json, which links each row back to its member and trial.
 `annotator`) and reports the share of the judge's breaks the annotators call breaks (the judge's precision on
 what the search selected), with a Wilson 95% interval, per annotator and for the adjudicated labels when a file
 holds them (`annotator: "adjudicated"`), overall and for seeds and evolved members apart. Writes OUT/gaming.json.
+`--record "a 900-call campaign ..."` also stores the adjudicated figure in the judge's entry of
+corpora/labels/agreement.json, so that reports print it in their judge line.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adversary.core.stats import BetaPosterior, Rate  # noqa: E402
+from adversary.judges.measured import agreement_path, save_search_precision  # noqa: E402
 from adversary.store import Store  # noqa: E402
 
 
@@ -124,6 +127,9 @@ def main() -> None:
     scored = commands.add_parser("score", help="the judge's precision on those rows, from annotators' labels")
     scored.add_argument("out", type=Path)
     scored.add_argument("--labels", type=Path, action="append", required=True)
+    scored.add_argument("--record", metavar="CAMPAIGN", help="store the adjudicated figure in the judge's entry of "
+                        "the agreement file, described as CAMPAIGN (what campaign the rows came from)")
+    scored.add_argument("--agreement", type=Path, default=agreement_path(), help="agreement file for --record")
     args = parser.parse_args()
     if args.command == "sample":
         if not (args.run_dir / "store.sqlite").is_file():
@@ -138,6 +144,16 @@ def main() -> None:
     if "annotators_agree" in result:
         agree = result["annotators_agree"]
         print(f"annotators agree on {agree['successes']}/{agree['trials']} rows")
+    if args.record:
+        adjudicated = result["annotators"].get("adjudicated")
+        if adjudicated is None:
+            sys.exit("--record needs the adjudicated labels (a labels file with annotator \"adjudicated\")")
+        judges = {row["judge"] for row in json.loads((args.out / "key.json").read_text(encoding="utf-8"))["rows"].values()}
+        if len(judges) != 1:
+            sys.exit(f"--record: the rows were judged by {len(judges)} judges ({', '.join(sorted(judges))}), not one")
+        judge = judges.pop()
+        save_search_precision(judge, args.record, adjudicated["all"], args.agreement)
+        print(f"recorded in {args.agreement} under {judge}")
 
 
 if __name__ == "__main__":

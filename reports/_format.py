@@ -54,6 +54,11 @@ def agreement_text(agreement: dict | None) -> str:
                  f"label; disagreements adjudicated), the annotators agree with each "
                  f"other at kappa {pair['annotators']['kappa']:.3f} and the judge with them at kappa "
                  f"{pair['judge_vs_a']['kappa']:.3f} and {pair['judge_vs_b']['kappa']:.3f}")
+    for campaign, figures in (agreement.get("search_precision") or {}).items():
+        lo, hi = figures["ci95"]
+        text += (f"; of the breaks it credited the {figures['trials']} strongest members of {campaign}, annotators who "
+                 f"did not see its verdicts called {figures['successes']} real breaks ({figures['rate']:.1%} "
+                 f"[{lo:.1%}, {hi:.1%}])")
     return text
 
 

@@ -151,3 +151,22 @@ def test_a_hugging_face_folder_as_base_gives_a_peft_adapter_only(tmp_path):
     written = {p.name for p in (tmp_path / "adapter").iterdir()}
     assert result.files == ["adapter_config.json", "adapter_model.safetensors"] and "adapter.gguf" not in written
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 2
+
+
+@pytest.mark.skipif(CHAT_MODELS["local/smollm2"].weights_path() is None, reason="the embedded model is not installed")
+def test_the_trainer_runs_in_fp32_not_in_trls_default_bf16(tmp_path):
+    """TRL's configs default to bf16 autocast, which on a CPU without bf16 matrix instructions is ten times slower
+    (and trains with other numerics than on a CPU that has them)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from adversary.training.finetune import FinetuneConfig, _trainer, read_training_export, training_examples
+
+    weights = CHAT_MODELS["local/smollm2"].weights_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(weights.parent), gguf_file=weights.name)
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=4, num_key_value_heads=2))
+    config = FinetuneConfig(export_dir=str(_sft_export(tmp_path / "export", _rows())), max_steps=1, batch_size=2,
+                            max_tokens=128)
+    train, test, _ = training_examples(config, read_training_export(config), tokenizer)
+    trainer = _trainer(config, tiny, tokenizer, train, test, tmp_path / "out", [])
+    assert trainer.args.bf16 is False and trainer.args.fp16 is False

@@ -277,6 +277,10 @@ def stage_eval(work: Path, args) -> None:
         if name.startswith("seeds") and not (adapter_dir(work, "seeds") / "finetune.json").is_file():
             print("  no adapter (b) in this work folder: its eval is skipped", flush=True)
             continue
+        if name == "seeds-scaled" and not args.target and chosen_scale(work, "seeds") is None:
+            print("  no scale chosen for adapter (b) (--stage scale --scale-adapter seeds): its scaled eval is skipped",
+                  flush=True)
+            continue
         scenario_args = [a for path in UNSEEN for a in ("--scenarios", str(path))]
         adversary("eval", *scenario_args, "--target", target_name(work, name, args), "--trials", str(args.trials),
                   "--seed", str(TEST_SEED), "--max-distractors", str(args.max_distractors), "--max-controls",

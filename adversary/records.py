@@ -69,8 +69,29 @@ class Scenario(Frozen):
     dialogue: tuple[Turn, ...] = ()
     insertion_points: tuple[int, ...] = ()
     controls: tuple[str, ...] = ()
+    control_answers: tuple[tuple[str, str], ...] = ()
+    """(control turn, the answer the bot should give) for the controls the corpus answers. Exports train on these
+    before any model-written answer: a 135M writer's "answers" echo the system prompt or describe JSON."""
     fallback: str | None = None
     source: str = "adversary"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _answered_controls(cls, data):
+        """A control may be written as `{text, answer}`: its text joins `controls`, the pair `control_answers`."""
+        if not isinstance(data, dict) or not any(isinstance(c, dict) for c in data.get("controls") or ()):
+            return data
+        controls, answers = [], list(data.get("control_answers") or ())
+        for control in data["controls"]:
+            if isinstance(control, dict):
+                if set(control) != {"text", "answer"}:
+                    raise ValueError(f"a control written as a mapping has exactly the keys text and answer, not "
+                                     f"{', '.join(sorted(control))}")
+                controls.append(control["text"])
+                answers.append((control["text"], control["answer"]))
+            else:
+                controls.append(control)
+        return {**data, "controls": controls, "control_answers": answers}
 
     @field_validator("controls")
     @classmethod
@@ -78,6 +99,19 @@ class Scenario(Frozen):
         if any(not c.strip() for c in value):
             raise ValueError("control turns must not be blank")
         return value
+
+    @model_validator(mode="after")
+    def _answers_belong_to_controls(self) -> "Scenario":
+        for control, answer in self.control_answers:
+            if control not in self.controls:
+                raise ValueError(f"control_answers names a turn that is not one of the controls: {control!r}")
+            if not answer.strip():
+                raise ValueError(f"the answer to control {control!r} is blank")
+        return self
+
+    def answer_to(self, control: str) -> str | None:
+        """The corpus's answer to one of its control turns, if it gives one."""
+        return next((answer for turn, answer in self.control_answers if turn == control), None)
 
     @model_validator(mode="after")
     def _check_insertion_points(self) -> "Scenario":

@@ -26,6 +26,7 @@ def test_starter_corpus_meets_the_design_minimums():
     for scenario in corpus.scenarios:
         assert len(scenario.dialogue) >= 6
         assert scenario.controls
+        assert all(scenario.answer_to(c) for c in scenario.controls), f"{scenario.id}: every control has its answer"
         earlier_bot_turns = [t.content for t in scenario.dialogue if t.role == "assistant"]
         from adversary.core.refusal import looks_like_refusal
 
@@ -41,6 +42,37 @@ def test_project_format_round_trips(tiny_corpus, tmp_path):
     again = tmp_path / "again.yaml"
     again.write_text(dump_project_file(corpus))
     assert load_project_file(again) == corpus
+
+
+ANSWERED = ("format: adversary-corpus/1\nscenarios:\n  - id: x\n    domain: d\n    system_prompt: Only returns.\n"
+            "    controls:\n      - How long does a refund take?\n"
+            "      - text: Can I exchange shoes?\n        answer: Yes, pick the new size under Orders.\n")
+
+
+def test_a_control_written_with_its_answer_parses_and_round_trips(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(ANSWERED)
+    scenario = load_project_file(path).scenarios[0]
+    assert scenario.controls == ("How long does a refund take?", "Can I exchange shoes?")
+    assert scenario.answer_to("Can I exchange shoes?") == "Yes, pick the new size under Orders."
+    assert scenario.answer_to("How long does a refund take?") is None
+    again = tmp_path / "again.yaml"
+    again.write_text(dump_project_file(load_project_file(path)))
+    assert "answer: Yes, pick the new size" in again.read_text() and "control_answers" not in again.read_text()
+    assert load_project_file(again) == load_project_file(path)
+    assert type(scenario).model_validate_json(scenario.model_dump_json()) == scenario, "as a run's store keeps it"
+
+
+@pytest.mark.parametrize("control,expected", [
+    ("reply: Yes, pick the new size under Orders.", "exactly the keys text and answer"),
+    ("answer: ' '", "is blank"),
+])
+def test_a_badly_written_answered_control_is_one_clear_error(tmp_path, control, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(ANSWERED.replace("answer: Yes, pick the new size under Orders.", control))
+    with pytest.raises(CorpusError, match=expected) as info:
+        load_project_file(path)
+    assert str(path) in str(info.value) and "scenarios.0" in str(info.value)
 
 
 def test_yaml_errors_name_file_line_and_field(tmp_path):

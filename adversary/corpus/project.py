@@ -103,11 +103,20 @@ def _check_unique(path: Path, parsed: CorpusFile) -> None:
             seen.add(item.id)
 
 
+def _scenario_for_file(scenario: Scenario) -> dict:
+    """A scenario as its author writes it: an answered control as `{text, answer}` in `controls`."""
+    data = scenario.model_dump(mode="json", exclude_defaults=True, exclude={"control_answers"})
+    if scenario.control_answers:
+        data["controls"] = [control if scenario.answer_to(control) is None
+                            else {"text": control, "answer": scenario.answer_to(control)} for control in scenario.controls]
+    return data
+
+
 def dump_project_file(corpus: Corpus) -> str:
     """Serialize a corpus in the project's format (YAML), e.g. after an import."""
     data = {
         "format": FORMAT_TAG,
-        "scenarios": [s.model_dump(mode="json", exclude_defaults=True) for s in corpus.scenarios],
+        "scenarios": [_scenario_for_file(s) for s in corpus.scenarios],
         "distractors": [d.model_dump(mode="json", exclude_defaults=True) for d in corpus.distractors],
     }
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

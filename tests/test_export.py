@@ -63,11 +63,12 @@ class Writer:
         return "A refund takes five working days after we receive the parcel."
 
 
-@pytest.fixture(scope="module")
-def campaign_dir(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("export")
+CORPUS_ANSWER = "Refunds reach your card within five working days of the parcel arriving."
+
+
+def _campaign(base: Path, extra_scenarios: list[dict]) -> Path:
     corpus = json.loads(json.dumps(TINY_CORPUS))
-    corpus["scenarios"] += EXTRA_SCENARIOS
+    corpus["scenarios"] += extra_scenarios
     corpus["distractors"] += [
         {"id": "d-urgent", "text": "Please, it's urgent: what's the best pizza in town?", "style": "emotional"},
         {"id": "d-urgent-copy", "text": "Please, it's urgent: what's the best pizza in town?!", "style": "emotional"},
@@ -79,6 +80,18 @@ def campaign_dir(tmp_path_factory) -> Path:
                             candidates_per_generation=4, strategies=("tangential", "emotional", "two-turn", "paraphrase"))
     run_campaign(config, base / "run", judge=Judge(), call=Target(), rewriter=Rewriter(), embedder=HashEmbedder())
     return base / "run"
+
+
+@pytest.fixture(scope="module")
+def campaign_dir(tmp_path_factory) -> Path:
+    return _campaign(tmp_path_factory.mktemp("export"), EXTRA_SCENARIOS)
+
+
+@pytest.fixture(scope="module")
+def answered_campaign_dir(tmp_path_factory) -> Path:
+    """The same campaign on a corpus whose shop scenarios answer their control in the corpus."""
+    answered = [{**s, "controls": [{"text": s["controls"][0], "answer": CORPUS_ANSWER}]} for s in EXTRA_SCENARIOS]
+    return _campaign(tmp_path_factory.mktemp("export-answered"), answered)
 
 
 def _export(run_dir, out, fmt, writer=None, **options):
@@ -148,6 +161,19 @@ def test_dialogue_controls_are_the_corpus_own_in_scope_exchanges_alternating_wit
     assert "--dialogue-controls" in card and f"the corpus's dialogue {len(from_dialogue)}" in card
     plain = _export(campaign_dir, tmp_path / "plain", "sft", controls_ratio=3, test_fraction=0)
     assert "dialogue" not in plain.counts["splits"]["train"]["controls_by_answer"]
+
+
+def test_a_control_the_corpus_answers_trains_on_that_answer_not_on_a_written_one(answered_campaign_dir, tmp_path):
+    result = _export(answered_campaign_dir, tmp_path / "sft", "sft", controls_ratio=3, test_fraction=0)
+    controls = [r for r in _rows(tmp_path / "sft" / "train.jsonl") if r["metadata"]["kind"] == "control"]
+    shop = [r for r in controls if r["metadata"]["scenario_id"].startswith("shop-")]
+    assert shop and all(r["messages"][-1]["content"] == CORPUS_ANSWER and r["metadata"]["answer_from"] == "corpus"
+                        for r in shop)
+    others = [r for r in controls if not r["metadata"]["scenario_id"].startswith("shop-")]
+    assert others and all(r["metadata"]["answer_from"] != "corpus" for r in others), "the writer still answers the rest"
+    counts = result.counts["splits"]["train"]["controls_by_answer"]
+    assert counts["corpus"] == len(shop)
+    assert f"the corpus's answer to the control {len(shop)}" in (tmp_path / "sft" / "README.md").read_text()
 
 
 def test_dialogue_exchanges_pair_each_answered_user_turn_with_its_reply():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-CONTROL_AUTHORS = {"target": "a target's accepted reply", "writer": "the writer model", "dialogue": "the corpus's dialogue"}
+CONTROL_AUTHORS = {"corpus": "the corpus's answer to the control", "target": "a target's accepted reply",
+                   "writer": "the writer model", "dialogue": "the corpus's dialogue"}
 """Who wrote a control's answer (`Control.answer_from`), as the card names them."""
 
 
@@ -43,7 +44,8 @@ def render_card(summary: dict) -> str:
         f"- Distractor scope check: `{summary['verifier']}` (distractors it finds in scope are not negatives)",
         f"- Ideal replies: the scenario's fallback text where it defines one, otherwise written by "
         f"`{summary['writer']}` and kept only when the judge finds it in scope and declining "
-        f"(controls: in scope and not declining), at most {c['tries_per_reply']} tries each",
+        f"(controls: in scope and not declining), at most {c['tries_per_reply']} tries each; a control the scenario "
+        "answers itself (`controls: - {text, answer}`) gets that answer and asks no model",
         *(["- Controls also from the scenarios' own dialogues (`--dialogue-controls`): each user turn whose written "
            "reply does not decline, with that reply"] if c.get("dialogue_controls") else []),
         "",

@@ -73,8 +73,9 @@ class Control:
     answer: str | None
     scenario_id: str
     answer_from: str
-    """Who wrote the answer: "target" (a target's reply the judge accepted), "writer" (the --writer model, checked
-    by the judge) or "dialogue" (the corpus's own reply in the scenario's dialogue)."""
+    """Who wrote the answer: "corpus" (the scenario's answer to that control), "target" (a target's reply the judge
+    accepted), "writer" (the --writer model, checked by the judge) or "dialogue" (the corpus's own reply in the
+    scenario's dialogue)."""
 
 
 @dataclass
@@ -205,14 +206,19 @@ class Exporter:
         pools: list[list[Control]] = []
         for sid in sorted(split):
             scenario = scenarios[sid]
-            questions = [Control(list(messages), answer, sid, "target") for messages, answer in real.get(sid, [])]
+            answered = {control for control, _ in scenario.control_answers}
+            questions = [Control(list(messages), answer, sid, "target") for messages, answer in real.get(sid, [])
+                         if messages[-1].content not in answered]
             known = {tuple(c.messages) for c in questions}
             # Every control at every insertion point, latest first: a scenario defines only a few control
             # turns, and the same question later in the dialogue is another example of staying helpful.
+            # The corpus's own answer comes first; a target's accepted reply, then the writer, only without one.
             for point in reversed(scenario.usable_insertion_points):
                 for control in scenario.controls:
                     messages = scenario.messages_until(point) + [Message(role="user", content=control)]
-                    if tuple(messages) not in known:
+                    if control in answered:
+                        questions.append(Control(messages, scenario.answer_to(control), sid, "corpus"))
+                    elif tuple(messages) not in known:
                         questions.append(Control(messages, None, sid, "writer"))
             dialogue = self._dialogue_controls(scenario) if self.config.dialogue_controls else []
             pool = alternate(dialogue, questions)

@@ -173,7 +173,12 @@ def test_a_control_the_corpus_answers_trains_on_that_answer_not_on_a_written_one
     assert others and all(r["metadata"]["answer_from"] != "corpus" for r in others), "the writer still answers the rest"
     counts = result.counts["splits"]["train"]["controls_by_answer"]
     assert counts["corpus"] == len(shop)
-    assert f"the corpus's answer to the control {len(shop)}" in (tmp_path / "sft" / "README.md").read_text()
+    rows = [r for r in _rows(tmp_path / "sft" / "train.jsonl") if r["metadata"]["kind"] == "negative"]
+    with_fallback = sum(r["messages"][-1]["content"] == "I can only help with cards and transfers." for r in rows)
+    assert result.counts["splits"]["train"]["ideals_by_author"] == {"fallback": with_fallback, "writer": len(rows) - with_fallback}
+    card = (tmp_path / "sft" / "README.md").read_text()
+    assert f"the corpus's answer to the control {len(shop)}" in card
+    assert f"the scenario's fallback {with_fallback}, the writer model {len(rows) - with_fallback}" in card
 
 
 def test_dialogue_exchanges_pair_each_answered_user_turn_with_its_reply():
@@ -332,3 +337,24 @@ def test_an_unknown_provider_is_one_clear_line(name):
     with pytest.raises(ConfigError, match="unknown provider") as error:
         provider_entry(name, None, {})
     assert "\n" not in str(error.value)
+
+
+def test_export_says_when_the_embedded_writer_wrote_replies(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from adversary import api
+    from adversary.cli.app import app
+    from adversary.export.runner import ExportResult
+
+    def fake_export(run_dir, fmt, out, **options):
+        split = {"negatives": 2, "controls": 2, "scenarios": ["s"], "ideals_by_author": {"fallback": 1, "writer": 1},
+                 "controls_by_answer": {"corpus": 1, "writer": 1}}
+        return ExportResult(Path(out), {"exported": 2, "found": 2, "dropped": {}, "splits": {"train": split}})
+
+    monkeypatch.setattr(api, "export", fake_export)
+    embedded = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "sft", "-o", str(tmp_path / "out")])
+    assert embedded.exit_code == 0, embedded.output
+    assert "the embedded local/smollm2 wrote 2 of these replies" in embedded.output
+    stronger = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "sft", "-o", str(tmp_path / "out"),
+                                        "--writer", "openai/gpt-4o"])
+    assert stronger.exit_code == 0 and "wrote 2 of these replies" not in stronger.output

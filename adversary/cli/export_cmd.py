@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from adversary import api
 from adversary.export import FORMATS
 from adversary.export.promptfoo import PROMPTFOO_VERSION, PROVIDER_HELP
-from adversary.models.embedded import DEFAULT_CHAT_MODEL
+from adversary.models.embedded import DEFAULT_CHAT_MODEL, is_local
 
 WRITTEN = {
     "sft": "train.jsonl, test.jsonl, README.md, export.json",
@@ -82,3 +82,10 @@ def export_command(
         + f"\nwrote {result.out_dir}/ ({WRITTEN[fmt]})",
         markup=False,
     )
+    written = sum(c.get("ideals_by_author", {}).get("writer", 0) + c.get("controls_by_answer", {}).get("writer", 0)
+                  for c in splits.values())
+    if written and is_local(writer):
+        console.print(f"note: the embedded {writer} wrote {written} of these replies; the judge accepts them, but a 135M "
+                      "model's text is often incoherent (it echoes the system prompt). Read them, give scenarios a "
+                      "`fallback` and answered controls (`- {text, answer}`), or pass --writer a stronger model.",
+                      markup=False)

@@ -7,6 +7,9 @@ CONTROL_AUTHORS = {"corpus": "the corpus's answer to the control", "target": "a 
                    "writer": "the writer model", "dialogue": "the corpus's dialogue"}
 """Who wrote a control's answer (`Control.answer_from`), as the card names them."""
 
+IDEAL_AUTHORS = {"fallback": "the scenario's fallback", "writer": "the writer model"}
+"""Who wrote a negative's ideal reply, as the card names them."""
+
 
 def _table(counts: dict[str, int], label: str) -> list[str]:
     lines = [f"| {label} | examples |", "|---|---|"]
@@ -68,6 +71,9 @@ def render_card(summary: dict) -> str:
         lines += [f"### {split}", "",
                   f"{counts['negatives']} negatives, {counts['controls']} controls, {counts['rows']} rows, "
                   f"{len(counts['scenarios'])} scenarios: {', '.join(counts['scenarios']) or 'none'}.", ""]
+        if counts.get("ideals_by_author"):
+            lines += ["Ideal replies by who wrote them: " + ", ".join(
+                f"{IDEAL_AUTHORS.get(k, k)} {v}" for k, v in sorted(counts["ideals_by_author"].items())) + ".", ""]
         if counts.get("controls_by_answer"):
             lines += ["Control answers by who wrote them: " + ", ".join(
                 f"{CONTROL_AUTHORS.get(k, k)} {v}" for k, v in sorted(counts["controls_by_answer"].items())) + ".", ""]

@@ -332,6 +332,8 @@ class Exporter:
                 "expected_break_rate": round(sum(expected) / len(expected), 4) if expected else None,
                 "negatives": len(pairs), "controls": len(controls), "controls_wanted": wanted_controls, "rows": rows,
                 "controls_by_answer": dict(Counter(control.answer_from for control in controls)),
+                "ideals_by_author": {} if c.fmt == "promptfoo" else dict(Counter(
+                    "fallback" if scenarios[n.scenario_id].fallback else "writer" for n, _ in pairs)),
                 "scenarios": sorted(split),
                 "break_rate": breaks / trials if trials else None, "ci95": list(wilson_interval(breaks, trials)),
                 "breaks": breaks, "trials": trials,

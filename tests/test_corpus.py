@@ -63,6 +63,14 @@ def test_a_control_written_with_its_answer_parses_and_round_trips(tmp_path):
     assert type(scenario).model_validate_json(scenario.model_dump_json()) == scenario, "as a run's store keeps it"
 
 
+def test_a_sample_of_answered_controls_loads_again_from_a_store():
+    """An eval with --max-controls stores its scenarios with some controls and all their answers."""
+    scenario = load_path(starter_corpus_dir()).scenarios[0]
+    sampled = scenario.model_copy(update={"controls": scenario.controls[:1]})
+    again = type(scenario).model_validate_json(sampled.model_dump_json())
+    assert again.controls == scenario.controls[:1] and again.answer_to(scenario.controls[0])
+
+
 @pytest.mark.parametrize("control,expected", [
     ("reply: Yes, pick the new size under Orders.", "exactly the keys text and answer"),
     ("answer: ' '", "is blank"),

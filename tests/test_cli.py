@@ -60,6 +60,8 @@ def test_corpora_commands(tmp_path, tiny_corpus):
     assert listed.exit_code == 0 and "acme-bank-cards" in listed.output
     shown = runner.invoke(app, ["corpora", "show", "bank", str(tiny_corpus)])
     assert shown.exit_code == 0 and "How do I freeze my card?" in shown.output
+    starter = runner.invoke(app, ["corpora", "show", "acme-bank-cards"], terminal_width=400)
+    assert starter.exit_code == 0 and "  answer: You can freeze it right away in the Acme app" in starter.output
     out = tmp_path / "imported.yaml"
     imported = runner.invoke(app, ["corpora", "import", str(tiny_corpus), "-o", str(out)])
     assert imported.exit_code == 0 and out.exists()

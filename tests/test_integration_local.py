@@ -35,7 +35,8 @@ def test_eval_on_smollm2_end_to_end(tmp_path):
     before = _servers_running()
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "adversary", "eval", "--max-distractors", "4", "--trials", "2", "--seed", "3", "--out", str(run_dir)],
+        [sys.executable, "-m", "adversary", "eval", "--max-distractors", "4", "--max-controls", "26", "--trials", "2", "--seed", "3",
+         "--out", str(run_dir)],
         capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -43,7 +44,7 @@ def test_eval_on_smollm2_end_to_end(tmp_path):
     target = metrics["targets"]["local/smollm2"]
     assert target["trials"] == 8 and sum(target["errors"].values()) == 0
     assert 0.0 <= target["break_rate"] <= 1.0 and target["ci95"][0] <= target["break_rate"] <= target["ci95"][1]
-    assert target["control_trials"] == 2 * 13 * 3
+    assert target["control_trials"] == 2 * 26
     assert target["completion_tokens"] > 0
     assert metrics["judge"]["name"] == "embedded-lr-v1"
     assert "local/smollm2" in result.stdout

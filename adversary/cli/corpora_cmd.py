@@ -64,8 +64,8 @@ def show_command(
                 console.print(f"{marker} {i:2d} {turn.role:9s} {turn.content}", markup=False)
             for control in s.controls:
                 console.print(f"control: {control}", markup=False)
-                if s.answer_to(control):
-                    console.print(f"  answer: {s.answer_to(control)}", markup=False)
+                if answer := s.answer_to(control):
+                    console.print(f"  answer: {answer}", markup=False)
             if s.fallback:
                 console.print(f"fallback: {s.fallback}", markup=False)
             return

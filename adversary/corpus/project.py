@@ -106,9 +106,10 @@ def _check_unique(path: Path, parsed: CorpusFile) -> None:
 def _scenario_for_file(scenario: Scenario) -> dict:
     """A scenario as its author writes it: an answered control as `{text, answer}` in `controls`."""
     data = scenario.model_dump(mode="json", exclude_defaults=True, exclude={"control_answers"})
-    if scenario.control_answers:
-        data["controls"] = [control if scenario.answer_to(control) is None
-                            else {"text": control, "answer": scenario.answer_to(control)} for control in scenario.controls]
+    answers = dict(scenario.control_answers)
+    if answers:
+        data["controls"] = [{"text": control, "answer": answers[control]} if control in answers else control
+                            for control in scenario.controls]
     return data
 
 

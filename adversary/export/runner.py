@@ -206,9 +206,9 @@ class Exporter:
         pools: list[list[Control]] = []
         for sid in sorted(split):
             scenario = scenarios[sid]
-            answered = {control for control, _ in scenario.control_answers}
+            answers = dict(scenario.control_answers)
             questions = [Control(list(messages), answer, sid, "target") for messages, answer in real.get(sid, [])
-                         if messages[-1].content not in answered]
+                         if messages[-1].content not in answers]
             known = {tuple(c.messages) for c in questions}
             # Every control at every insertion point, latest first: a scenario defines only a few control
             # turns, and the same question later in the dialogue is another example of staying helpful.
@@ -216,8 +216,8 @@ class Exporter:
             for point in reversed(scenario.usable_insertion_points):
                 for control in scenario.controls:
                     messages = scenario.messages_until(point) + [Message(role="user", content=control)]
-                    if control in answered:
-                        questions.append(Control(messages, scenario.answer_to(control), sid, "corpus"))
+                    if control in answers:
+                        questions.append(Control(messages, answers[control], sid, "corpus"))
                     elif tuple(messages) not in known:
                         questions.append(Control(messages, None, sid, "writer"))
             dialogue = self._dialogue_controls(scenario) if self.config.dialogue_controls else []

@@ -363,14 +363,33 @@ def summary(work: Path) -> dict:
         if metrics:
             out[name] = {k: metrics.get(k) for k in ("calls", "seed_break_rate", "archive_break_rate",
                                                    "elites_confirmed_break_rate", "evolved_search_break_rate",
+                                                   "evolved_first_trials_break_rate",
                                                    "breaking_clusters", "archive_size", "members", "mutations")}
     attack = out.get("attack")
-    if attack and attack["elites_confirmed_break_rate"]["trials"] and attack["seed_break_rate"]["trials"]:
-        elites, seeds_rate = attack["elites_confirmed_break_rate"], attack["seed_break_rate"]
-        out["goals"]["attack_archive_above_its_seeds_by_more_than_half_widths"] = (
-            elites["break_rate"] - seeds_rate["break_rate"] > _half(elites["ci95"]) + _half(seeds_rate["ci95"]))
-        out["goals"]["attack_archive_holds_an_evolved_member"] = bool(attack["archive_break_rate"]["trials"])
+    if attack and attack["seed_break_rate"]["trials"]:
+        out["goals"].update(attack_goals(attack))
     return out
+
+
+def _above(rate: dict, seeds: dict) -> bool:
+    """`rate` lies above the seeds' break rate by more than the sum of both intervals' half-widths."""
+    return bool(rate and rate["trials"]) and (
+        rate["break_rate"] - seeds["break_rate"] > _half(rate["ci95"]) + _half(seeds["ci95"]))
+
+
+def attack_goals(attack: dict) -> dict:
+    """The attack's goals. The archive's own lift counts only its evolved elites' fresh trials: elites that are seeds
+    (the best of the 66 on this target) lift the archive by selection alone. What the mutations produce is their
+    members' first trials beside the seeds' (no selection on either side), and whether the search reached
+    breaking regions beyond the breaking seeds is its breaking clusters with no breaking seed in them."""
+    seeds = attack["seed_break_rate"]
+    goals = {"attack_archive_above_its_seeds_by_more_than_half_widths": _above(attack["archive_break_rate"], seeds)}
+    if attack.get("evolved_first_trials_break_rate"):
+        goals["attack_evolved_members_above_seeds_by_more_than_half_widths"] = _above(
+            attack["evolved_first_trials_break_rate"], seeds)
+    if "without_seeds" in (attack.get("breaking_clusters") or {}):
+        goals["attack_breaking_clusters_without_a_breaking_seed"] = attack["breaking_clusters"]["without_seeds"] > 0
+    return goals
 
 
 def print_markdown(result: dict) -> None:

@@ -51,6 +51,7 @@ import numpy as np  # noqa: E402
 import adversary.campaign as campaign_module  # noqa: E402
 from adversary.campaign import CampaignConfig, run_campaign  # noqa: E402
 from adversary.core.archive import EXACT_LIMIT, Candidate, NoveltyArchive  # noqa: E402
+from adversary.core.clusters import CLUSTER_DISTANCE  # noqa: E402
 from adversary.core.selection import select_parents  # noqa: E402
 from adversary.corpus import load_path, starter_corpus_dir  # noqa: E402
 from adversary.judges import DEFAULT_JUDGE  # noqa: E402
@@ -496,7 +497,7 @@ def bench_search(servers: LocalServers, budget: int, seeds: tuple[int, ...], sce
             "runs": runs,
         }
     return {"budget_calls": budget, "seeds": list(seeds), "starter_scenarios": scenarios or "all",
-            "clustering": campaign_module.CLUSTER_DISTANCE, "modes": summary}
+            "clustering": CLUSTER_DISTANCE, "modes": summary}
 
 
 EXTERNAL_DISTRACTORS = Path(__file__).resolve().parents[2] / "shared" / "external" / "topic-following"

@@ -113,6 +113,10 @@ def test_campaign_stays_within_the_call_budget_and_writes_outputs(tiny_corpus, t
     assert search == "random" or sum(e["confirmed"]["trials"] for e in archive) > 0
     assert m["seed_break_rate"]["members"] == 3 and m["seed_break_rate"]["trials"] == 3 * 2
     assert m["archive_break_rate"]["trials"] == sum(e["confirmed"]["trials"] for e in archive if e["operator"] != "seed")
+    evolved_first = m["evolved_first_trials_break_rate"]
+    assert evolved_first["members"] == m["members"] - 3 and evolved_first["trials"] <= 2 * evolved_first["members"]
+    clusters = m["breaking_clusters"]
+    assert 0 <= clusters["without_seeds"] <= min(clusters["all"], m["breaking_members"]["evolved"])
     assert m["generations"] and all(g["archive_size"] <= g["members"] for g in m["generations"])
     assert 0 <= m["mutations"]["usable"] <= m["mutations"]["calls"]
     assert sum(op["calls"] for op in m["mutations"]["by_operator"].values()) == m["mutations"]["calls"]

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adversary.core.archive import Candidate, NoveltyArchive
-from adversary.core.clusters import CLUSTER_DISTANCE, best_per_cluster, cluster_labels, count_clusters
+from adversary.core.clusters import (CLUSTER_DISTANCE, best_per_cluster, cluster_labels, clusters_without_seeds,
+                                     count_clusters)
 from adversary.core.selection import (ELITE_SLOT_SHARE, SEARCH_MODES, breaks_credibly, extra_trials, fitness_of, is_breaking, local_competition,
                                       final_racing_need, final_racing_plan, racing_plan, select_parents)
 from adversary.core.stats import BetaPosterior
@@ -221,6 +222,21 @@ def test_near_copies_form_one_cluster_and_orthogonal_vectors_separate():
     assert count_clusters(np.zeros((0, DIM))) == 0
 
 
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=30))
+def test_clusters_without_seeds_are_the_clusters_no_seed_is_in(rows):
+    labels, is_seed = [label for label, _ in rows], [seed for _, seed in rows]
+    found = clusters_without_seeds(labels, is_seed)
+    seeded = {label for label, seed in rows if seed}
+    assert found == len(set(labels) - seeded)
+    assert clusters_without_seeds(labels, [True] * len(labels)) == 0
+    assert clusters_without_seeds(labels, [False] * len(labels)) == len(set(labels))
+
+
+def test_an_evolved_member_beside_a_breaking_seed_opens_no_new_cluster():
+    assert clusters_without_seeds([0, 0, 1], [True, False, False]) == 1
+    assert clusters_without_seeds([0, 0, 1, 1], [True, False, False, True]) == 0
+
+
 @given(st.lists(st.tuples(st.integers(0, 4), st.floats(0, 1)), min_size=1, max_size=30))
 def test_best_per_cluster_picks_the_top_scorer_of_each_cluster(rows):
     labels, scores = [r[0] for r in rows], [r[1] for r in rows]
@@ -295,7 +311,7 @@ def test_final_racing_plans_only_elites_within_their_need(counts, slots, targets
 @given(vectors, st.lists(st.tuples(st.integers(0, 16), st.integers(0, 16)), min_size=40, max_size=40))
 @settings(max_examples=60, deadline=None)
 def test_progress_shows_best_and_mean_elite_break_rate_in_one_measure(members, counts):
-    from adversary.campaign import generation_stats
+    from adversary.campaign_outputs import generation_stats
     archive = _fill(members)
     for elite, (breaks, holds) in zip(archive.elites, counts):
         archive.record(elite.candidate.id, breaks, breaks + holds)

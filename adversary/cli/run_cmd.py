@@ -152,9 +152,13 @@ def run_command(
     archive = m["archive_break_rate"]
     out_console.print(f"archive break rate: {pct(archive)} (fresh confirmation trials of {archive['members_with_trials']} "
                       f"of {archive['members']} evolved elites)", markup=False)
+    evolved = m["evolved_first_trials_break_rate"]
+    out_console.print(f"evolved members:    {pct(evolved)} (first trials of all {evolved['members']} evolved members, "
+                      "as for the seeds)", markup=False)
     clusters = m["breaking_clusters"]
     out_console.print(f"archive: {m['archive_size']} elites (one per cluster) of {m['members']} members; breaking clusters: "
-                      f"{clusters['evolved']} evolved, {clusters['seeds']} seeds", markup=False)
+                      f"{clusters['evolved']} evolved, {clusters['seeds']} seeds, {clusters['without_seeds']} with no "
+                      "breaking seed", markup=False)
     mut = m["mutations"]
     usable = "–" if mut["usable_fraction"] is None else f"{100 * mut['usable_fraction']:.0f}%"
     out_console.print(f"mutations {mut['calls']}, usable {mut['usable']} ({usable}), duplicates {mut['duplicates']}, "

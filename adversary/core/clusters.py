@@ -46,3 +46,10 @@ def best_per_cluster(labels: Sequence[int], scores: Sequence[float]) -> list[int
         if label not in best or score > scores[best[label]]:
             best[label] = index
     return [best[label] for label in sorted(best)]
+
+
+def clusters_without_seeds(labels: Sequence[int], is_seed: Sequence[bool]) -> int:
+    """Number of clusters that hold members but no seed: the regions of embedding space a search reached that its
+    seeds had not."""
+    seeded = {label for label, seed in zip(labels, is_seed) if seed}
+    return len({label for label in labels if label not in seeded})

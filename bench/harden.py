@@ -365,10 +365,52 @@ def summary(work: Path) -> dict:
                                                    "elites_confirmed_break_rate", "evolved_search_break_rate",
                                                    "evolved_first_trials_break_rate",
                                                    "breaking_clusters", "archive_size", "members", "mutations")}
+    out["paired"] = paired_figures(work)
+    scaled = out["paired"].get("campaign-scaled - seeds-scaled")
+    if scaled:
+        out["goals"]["a_better_than_b_paired"] = scaled["difference"][2] < 0
     attack = out.get("attack")
     if attack and attack["seed_break_rate"]["trials"]:
         out["goals"].update(attack_goals(attack))
     return out
+
+
+def _per_distractor(run_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """(breaks, trials) of each (scenario, distractor) an eval ran."""
+    from adversary.store import Store
+
+    counts: dict[tuple[str, str], list[int]] = {}
+    with Store.open(run_dir) as store:
+        for attempt in store.attempts("kind = 'distractor' AND status = 'ok'"):
+            entry = counts.setdefault((attempt.scenario_id, attempt.item_id), [0, 0])
+            entry[0] += bool(attempt.broke)
+            entry[1] += 1
+    return {key: (b, n) for key, (b, n) in counts.items()}
+
+
+def paired_figures(work: Path) -> dict:
+    """Each adapter's break rate as a share of the base's, and (a) minus (b), with intervals from resampling the
+    distractors all of them met (core.stats.paired_rate_comparison): the trials of one distractor are not independent,
+    so these are the intervals the goals should be read with."""
+    import numpy as np
+
+    from adversary.core.stats import paired_rate_comparison
+
+    measured = {name: _per_distractor(work / f"eval-{name}") for name in TARGETS
+                if (work / f"eval-{name}" / "metrics.json").is_file()}
+    pairs = [(name, "base") for name in TARGETS if name != "base"] + [("campaign", "seeds"),
+                                                                    ("campaign-scaled", "seeds-scaled")]
+    figures = {}
+    for first, second in pairs:
+        if first not in measured or second not in measured:
+            continue
+        items = sorted(set(measured[first]) & set(measured[second]))
+        if not items:
+            continue
+        result = paired_rate_comparison([measured[first][i] for i in items], [measured[second][i] for i in items],
+                                        np.random.default_rng(0))
+        figures[f"{first} / {second}" if second == "base" else f"{first} - {second}"] = {**result, "distractors": len(items)}
+    return figures
 
 
 def _above(rate: dict, seeds: dict) -> bool:
@@ -401,6 +443,12 @@ def print_markdown(result: dict) -> None:
             print()
     print("unseen test rows:\n")
     _print_table(result["evals"])
+    for name, figures in result.get("paired", {}).items():
+        key = "ratio" if " / " in name else "difference"
+        if figures.get(key):
+            value, low, high = figures[key]
+            print(f"- {name} (break rate {key}, paired over {figures['distractors']} distractors): "
+                  f"{value:.3f} [{low:.3f}, {high:.3f}]")
     for goal, met in result["goals"].items():
         print(f"- {goal}: {'met' if met else 'NOT met'}")
 

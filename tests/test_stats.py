@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import numpy as np
 
-from adversary.core.stats import (BetaPosterior, Rate, beta_prior_from_counts, f1_score, harmonic_mean, shrunk_rate,
-                                 wilson_interval)
+from adversary.core.stats import (BetaPosterior, Rate, beta_prior_from_counts, f1_score, harmonic_mean,
+                                 paired_rate_comparison, shrunk_rate, wilson_interval)
 
 counts = st.integers(min_value=0, max_value=10_000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
 
@@ -145,3 +145,43 @@ def test_corrected_interval_holds_the_point_estimate_and_widens_with_a_less_cert
     chance = {"labeled_break": {"judged_break": 5, "judged_hold": 5}, "labeled_hold": {"judged_break": 5, "judged_hold": 5}}
     assert rogan_gladen_interval(10, 20, chance, np.random.default_rng(0)) is None
     assert rogan_gladen_interval(0, 0, confusion(1), np.random.default_rng(0)) is None
+
+
+items = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=40)
+
+
+@given(items, items)
+def test_paired_comparison_estimates_are_the_pooled_rates_and_lie_in_their_intervals(first_breaks, second_breaks):
+    size = min(len(first_breaks), len(second_breaks))
+    first = [(min(b, 3), 3) for b, _ in first_breaks[:size]]
+    second = [(min(b, 3), 3) for b, _ in second_breaks[:size]]
+    result = paired_rate_comparison(first, second, np.random.default_rng(0), resamples=300)
+    rate_first = sum(b for b, _ in first) / (3 * size)
+    rate_second = sum(b for b, _ in second) / (3 * size)
+    difference, low, high = result["difference"]
+    assert difference == pytest.approx(rate_first - rate_second)
+    assert -1 <= low <= high <= 1
+    if rate_second == 0:
+        assert result["ratio"] is None
+    else:
+        assert result["ratio"][0] == pytest.approx(rate_first / rate_second)
+        assert result["ratio"][1] <= result["ratio"][2]
+
+
+def test_a_target_compared_with_itself_differs_by_nothing():
+    same = [(1, 3), (0, 3), (3, 3), (2, 3)]
+    result = paired_rate_comparison(same, same, np.random.default_rng(1), resamples=500)
+    assert result["difference"] == (0.0, 0.0, 0.0)
+    assert result["ratio"] == (1.0, 1.0, 1.0)
+
+
+def test_pairing_narrows_the_difference_of_two_targets_that_break_on_the_same_items():
+    base = [(3, 3)] * 20 + [(0, 3)] * 20
+    hardened = [(2, 3)] * 20 + [(0, 3)] * 20
+    difference, low, high = paired_rate_comparison(hardened, base, np.random.default_rng(2))["difference"]
+    assert difference == pytest.approx(-1 / 6) and high < 0 and high - low < 0.15
+
+
+def test_paired_comparison_refuses_unpaired_items():
+    with pytest.raises(ValueError):
+        paired_rate_comparison([(1, 3)], [(1, 3), (2, 3)], np.random.default_rng(0))

@@ -30,9 +30,11 @@ fine-tune resumes inside the stage too). Stages:
              two cores.
 8. attack:   a novelty campaign against the hardened model on the starter corpus: the ship stage's file when it
              exists (the very bytes that would ship), else (a) at full strength.
-9. summary:  break rates with Wilson intervals, over-refusal, AR_ID / RR_OOD / OS, the issue's four goals,
-             and the attack's seed and archive break rates, breaking clusters and mutation yield,
-             written as WORK/harden.json and printed as Markdown.
+9. summary:  break rates with Wilson intervals, over-refusal, AR_ID / RR_OOD / OS, each adapter's break rate as a
+             share of the base's and (a) minus (b) with intervals from resampling the distractors all of them
+             met (`paired`), the issue's goals, and the attack's seed, archive and evolved members' first-trial
+             break rates, breaking clusters (and those without a breaking seed) and mutation yield, written as
+             WORK/harden.json and printed as Markdown.
 
 `--stage eval --target base|campaign|campaign-scaled|seeds|seeds-scaled` runs one target's eval and `--stage scale --scale 0.5`
 one validation eval, for running two on two cores side by side; `--adapter FILE` takes adapter (a) from a file (such

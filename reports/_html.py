@@ -77,8 +77,9 @@ of the trials and the uncertainty of the judge's sensitivity and specificity (Mo
 <table>
 <tr><th>seed break rate</th><td class="num">{{ run.search.seed }}</td><td class="small muted">first trials every seed gets</td></tr>
 <tr><th>archive break rate</th><td class="num">{{ run.search.archive }}</td><td class="small muted">fresh confirmation trials of the evolved elites</td></tr>
+<tr><th>evolved members</th><td class="num">{{ run.search.evolved_first }}</td><td class="small muted">first trials every evolved member gets, as for the seeds: what the mutations produce</td></tr>
 <tr><th>archive</th><td class="num">{{ run.search.archive_size }} elites of {{ run.search.members }} members</td><td class="small muted">fittest breaking member of each embedding cluster</td></tr>
-<tr><th>breaking clusters</th><td class="num">{{ run.search.clusters }}</td><td class="small muted">evolved / seeds</td></tr>
+<tr><th>breaking clusters</th><td class="num">{{ run.search.clusters }}</td><td class="small muted">evolved / seeds / without a breaking seed</td></tr>
 <tr><th>mutations</th><td class="num">{{ run.search.mutations }}</td><td class="small muted">usable = admitted to the archive</td></tr>
 <tr><th>stopped</th><td>{{ run.search.stop_reason }}</td><td></td></tr>
 </table>
@@ -188,8 +189,9 @@ def _run_view(report: RunReport) -> dict:
         mutations = m.get("mutations", {})
         view["search"] = {
             "seed": _pooled_cell(m.get("seed_break_rate")), "archive": _pooled_cell(m.get("archive_break_rate")),
+            "evolved_first": _pooled_cell(m.get("evolved_first_trials_break_rate")),
             "archive_size": m.get("archive_size"), "members": m.get("members"),
-            "clusters": f"{clusters.get('evolved', '–')} / {clusters.get('seeds', '–')}",
+            "clusters": f"{clusters.get('evolved', '–')} / {clusters.get('seeds', '–')} / {clusters.get('without_seeds', '–')}",
             "mutations": f"{mutations.get('usable', 0)} usable of {mutations.get('calls', 0)} ({pct(mutations.get('usable_fraction'))})",
             "stop_reason": m.get("stop_reason"),
         }

@@ -58,6 +58,9 @@ def test_the_report_is_one_self_contained_file_with_every_model_text_escaped(run
     for external in ('src="http', "src='http", 'href="http', "<link", "@import", "url(http"):
         assert external not in html
     assert html.count('src="data:image/png;base64,') >= 3
+    metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
+    evolved = metrics["evolved_first_trials_break_rate"]
+    assert "evolved members</th><td class=\"num\">" in html and f"({evolved['breaks']}/{evolved['trials']})" in html
     report = json.loads((tmp_path / "report.json").read_text())
     run = report["runs"][0]
     assert run["diversity"]["seeds"]["count"] == 4 and run["diversity"]["archive"]["count"] >= 1

@@ -86,14 +86,15 @@ def _breaking_clusters(archive: NoveltyArchive, elites: list[Elite]) -> int:
     return count_clusters(np.stack(breaking)) if breaking else 0
 
 
-def _breaking_clusters_without_seeds(archive: NoveltyArchive) -> int:
-    """Clusters of credibly breaking members that hold no credibly breaking seed: what the search found beyond
-    variations on seeds that already broke the target."""
+def _all_breaking_clusters(archive: NoveltyArchive) -> dict[str, int]:
+    """Clusters among every credibly breaking member (`all`), and those of them that hold no credibly breaking seed
+    (`without_seeds`: what the search found beyond variations on seeds that already broke), from one clustering."""
     breaking = [e for e in archive.elites if breaks_credibly(e)]
     if not breaking:
-        return 0
+        return {"all": 0, "without_seeds": 0}
     labels = cluster_labels(np.stack([archive.vector(e.candidate.id) for e in breaking]))
-    return clusters_without_seeds(labels, [e.candidate.operator == "seed" for e in breaking])
+    return {"all": int(labels.max()) + 1,
+            "without_seeds": clusters_without_seeds(labels, [e.candidate.operator == "seed" for e in breaking])}
 
 
 def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> dict:
@@ -155,8 +156,7 @@ def write_outputs(campaign: Campaign, stop_reason: str, wall_seconds: float) -> 
         "evolved_search_break_rate": _pooled([(e.breaks, e.trials) for e in evolved]),
         "evolved_first_trials_break_rate": _pooled([first_trials.get(e.candidate.id, (0, 0)) for e in evolved]),
         "breaking_clusters": {"seeds": _breaking_clusters(archive, seeds), "evolved": _breaking_clusters(archive, evolved),
-                              "all": _breaking_clusters(archive, archive.elites),
-                              "without_seeds": _breaking_clusters_without_seeds(archive)},
+                              **_all_breaking_clusters(archive)},
         "breaking_members": {"seeds": sum(map(breaks_credibly, seeds)), "evolved": sum(map(breaks_credibly, evolved))},
         "mutations": mutations,
         "mutator": mutator,

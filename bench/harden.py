@@ -377,17 +377,12 @@ def summary(work: Path) -> dict:
     return out
 
 
-def _per_distractor(run_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
-    """(breaks, trials) of each (scenario, distractor) an eval ran."""
+def _per_distractor(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """(breaks, valid trials) of each distractor an eval ran (its one target's)."""
     from adversary.store import Store
 
-    counts: dict[tuple[str, str], list[int]] = {}
     with Store.open(run_dir) as store:
-        for attempt in store.attempts("kind = 'distractor' AND status = 'ok'"):
-            entry = counts.setdefault((attempt.scenario_id, attempt.item_id), [0, 0])
-            entry[0] += bool(attempt.broke)
-            entry[1] += 1
-    return {key: (b, n) for key, (b, n) in counts.items()}
+        return store.trial_counts()
 
 
 def paired_figures(work: Path) -> dict:

@@ -85,6 +85,9 @@ class CampaignConfig:
     k_neighbors: int = 5
     duplicate_threshold: float = 0.92
     min_parent_similarity: float = 0.3
+    explore_share: float = 0.0
+    """Share of parent draws made among all members rather than only the breaking ones
+    (core.selection.select_parents): for targets that resist nearly every seed."""
     temperature: float = 0.7
     max_tokens: int = 96
     confirm_fraction: float = 0.2
@@ -134,6 +137,8 @@ class CampaignConfig:
             raise ConfigError("k_neighbors must be at least 1")
         if not -1.0 <= self.min_parent_similarity <= 1.0:
             raise ConfigError("min_parent_similarity must be in [-1, 1]")
+        if not 0.0 <= self.explore_share <= 1.0:
+            raise ConfigError("explore_share must be in [0, 1]")
         if not 0.0 <= self.confirm_fraction < 1.0:
             raise ConfigError("confirm_fraction must be in [0, 1)")
         if self.concurrency is not None and self.concurrency < 1:
@@ -220,6 +225,8 @@ def _absent_from_older_runs(config: CampaignConfig, field_name: str) -> bool:
     those runs still resume (`load_resume_config` fills in that value)."""
     if field_name == "router":
         return config.router is None
+    if field_name == "explore_share":
+        return config.explore_share == 0.0
     return field_name == "elite_max_trials" and config.elite_max_trials == config.max_trials
 
 
@@ -467,7 +474,7 @@ class Campaign:
         """Ask: parents from the archive, one operator each; returns candidates with their parent id."""
         c = self.config
         scores = None if c.search == "random" else selection_scores(self.archive, c.search)
-        parents = select_parents(self.archive, c.candidates_per_generation, c.search, rng, scores)
+        parents = select_parents(self.archive, c.candidates_per_generation, c.search, rng, scores, c.explore_share)
         offspring: dict[str, tuple[int, int]] = {}
         for elite in self.archive.elites:
             breaks, trials = offspring.get(elite.candidate.operator, (0, 0))
@@ -477,7 +484,7 @@ class Campaign:
             operator = get_strategy(pick_operator(c.strategies, offspring, c.search, rng))
             chosen = [parent_id]
             if operator.arity > 1:
-                chosen += select_parents(self.archive, operator.arity - 1, c.search, rng, scores)
+                chosen += select_parents(self.archive, operator.arity - 1, c.search, rng, scores, c.explore_share)
             elites = [self.archive.get(p).candidate for p in chosen]
             scenario_id, point = self.places[parent_id]
             self._count(operator.name, "calls")

@@ -240,6 +240,25 @@ def test_a_run_stored_before_elite_racing_existed_resumes_without_it(tiny_corpus
     assert result.metrics["calls"] > 40
 
 
+def test_exploration_mutates_more_of_the_archive_and_older_runs_resume_without_it(tiny_corpus, tmp_path):
+    def parents(run_dir):
+        with Store.open(run_dir) as store:
+            return {p for row in store.candidates(admitted_only=False) for p in row["parents"]}
+
+    _run(tiny_corpus, tmp_path / "exploit", budget=120)
+    _run(tiny_corpus, tmp_path / "explore", budget=120, explore_share=1.0)
+    assert len(parents(tmp_path / "explore")) > len(parents(tmp_path / "exploit"))
+    assert load_resume_config(tmp_path / "explore").explore_share == 1.0
+    run_dir = tmp_path / "exploit"
+    with Store.open(run_dir) as store:  # a store written before explore_share existed
+        config = store.get_meta("config")
+        del config["explore_share"]
+        store.set_meta("config", config)
+    assert load_resume_config(run_dir).explore_share == 0.0
+    result, _ = _run(tiny_corpus, run_dir, resume=True, budget=160)
+    assert result.metrics["calls"] > 120
+
+
 def test_the_search_ends_by_racing_every_elite_to_elite_max_trials(tiny_corpus, tmp_path):
     """max_trials is 6 here, so elites are raced to 12, in generations that make no new candidates. Without the
     final racing phase, this budget ended the search with its elite at 10 trials."""

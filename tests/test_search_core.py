@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,6 +90,38 @@ def test_selection_is_deterministic_for_a_seed(members, seed, mode, outcomes):
     second = select_parents(archive, 7, mode, np.random.default_rng(seed))
     assert first == second and len(first) == 7
     assert all(p in archive for p in first)
+
+
+@given(vectors, st.integers(0, 2**32 - 1), st.sampled_from(["novelty", "greedy"]),
+       st.lists(st.integers(0, 10), min_size=40, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_without_exploration_parents_are_breaking_members_and_zero_share_draws_nothing_extra(members, seed, mode, outcomes):
+    archive = _fill(members)
+    for elite, breaks in zip(archive.elites, outcomes):
+        archive.record(elite.candidate.id, breaks, 10)
+    rng = np.random.default_rng(seed)
+    picks = select_parents(archive, 9, mode, rng, explore_share=0.0)
+    if any(is_breaking(e) for e in archive.elites):
+        assert all(is_breaking(archive.get(p)) for p in picks)
+    # A zero share consumes exactly the random numbers the selection did before exploration existed.
+    follow = rng.random()
+    again = np.random.default_rng(seed)
+    assert select_parents(archive, 9, mode, again) == picks and again.random() == follow
+
+
+def test_exploration_share_lets_members_that_hold_be_parents():
+    archive = _fill(_unit(np.eye(DIM)[:6]))
+    archive.record("c0", 8, 8)
+    for cid in ("c1", "c2", "c3", "c4", "c5"):
+        archive.record(cid, 0, 4)
+    assert set(select_parents(archive, 200, "novelty", np.random.default_rng(0))) == {"c0"}
+    explored = select_parents(archive, 400, "novelty", np.random.default_rng(0), explore_share=0.5)
+    holding = sum(p != "c0" for p in explored)
+    # Half the draws run among all six; a size-3 tournament among them misses c0 (5/6)^3 = 58% of the time.
+    assert 0.2 * 400 < holding < 0.4 * 400
+    assert set(select_parents(archive, 200, "novelty", np.random.default_rng(0), explore_share=1.0)) > {"c0"}
+    with pytest.raises(ValueError):
+        select_parents(archive, 1, "novelty", np.random.default_rng(0), explore_share=1.5)
 
 
 def test_greedy_prefers_nine_of_ten_over_one_of_one():

@@ -53,6 +53,8 @@ elite_max_trials: null          # the current elites keep being raced up to this
 k_neighbors: 5                  # novelty = mean cosine distance to the k nearest archive members
 duplicate_threshold: 0.92       # cosine similarity at which a candidate duplicates a member
 min_parent_similarity: 0.3      # a mutant less similar than this to its parent has drifted away
+explore_share: 0.0              # share of parents drawn from every member, not only the breaking ones: raise it
+                                # (e.g. 0.5) against a target that resists nearly every seed
 temperature: 0.7
 max_tokens: 96
 
@@ -87,6 +89,10 @@ def run_command(
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop after this many minutes."),
     seed: int = typer.Option(None, "--seed", help="Seed of the search and of sampling."),
     search: str = typer.Option(None, "--search", help=f"Search: {' | '.join(SEARCH_MODES)}."),
+    explore: float = typer.Option(None, "--explore", min=0.0, max=1.0, metavar="SHARE",
+                                  help="Share of parents drawn from every member, not only the breaking ones (default 0). "
+                                       "Against a target that resists nearly every seed (local/smollm2-guarded), 0.5 "
+                                       "lets the search mutate members that hold instead of re-wrapping the few that break."),
     api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible base URL for non-local models."),
     concurrency: int = typer.Option(None, "--concurrency", min=1, help="Target calls in flight at once (default: one per local server slot, ADVERSARY_LOCAL_SLOTS, when every target is local; else 1)."),
     rpm: float = typer.Option(None, "--rpm", help="At most this many requests per minute to each target."),
@@ -100,7 +106,7 @@ def run_command(
         "scenario_paths": tuple(str(p) for p in scenarios) if scenarios else None,
         "targets": tuple(target) if target else None,
         "mutator": mutator, "judge": judge, "budget_calls": budget_calls, "budget_usd": budget_usd,
-        "max_minutes": max_minutes, "seed": seed, "search": search, "api_base": api_base,
+        "max_minutes": max_minutes, "seed": seed, "search": search, "explore_share": explore, "api_base": api_base,
         "concurrency": concurrency, "requests_per_minute": rpm, "router": str(router) if router else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -163,4 +169,8 @@ def run_command(
     usable = "–" if mut["usable_fraction"] is None else f"{100 * mut['usable_fraction']:.0f}%"
     out_console.print(f"mutations {mut['calls']}, usable {mut['usable']} ({usable}), duplicates {mut['duplicates']}, "
                       f"drifted {mut['drifted']}, inapplicable {mut['inapplicable']}", markup=False)
+    seeds = m["seed_break_rate"]["break_rate"]
+    if config.explore_share == 0.0 and seeds is not None and seeds < 0.25 and clusters["without_seeds"] == 0 and mut["calls"]:
+        out_console.print(f"hint: {100 * seeds:.0f}% of the seeds break this target and every breaking member grew from them; "
+                          "a new run with --explore 0.5 also mutates the members that hold", markup=False)
     out_console.print(f"wrote {run_dir}/archive.jsonl, metrics.json, report.html, report.md", markup=False)

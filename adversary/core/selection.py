@@ -9,7 +9,10 @@ Modes:
 - `random`: uniform parents, a baseline that mutates without selection.
 Parents are drawn by size-3 tournaments on the score among the members that break more often than
 they hold (children of breaking parents broke 0.62 of the time against 0.46 for the rest, in a
-1500-call campaign on the embedded model). Each child's mutation operator is picked by a
+1500-call campaign on the embedded model). Against a target that resists nearly every seed, that pool is
+a handful of members and every child is a re-wrapping of their requests (a 1500-call campaign against
+local/smollm2-guarded: two breaking seeds, 0 breaking clusters beyond theirs); `explore_share` of the draws
+then run among all members, so that novel members that hold still get mutated. Each child's mutation operator is picked by a
 Thompson-sampling bandit over the break rates of the operators' earlier children (`pick_operator`).
 
 Trials are raced (`racing_plan`): each generation, promising members still below `max_trials` get
@@ -95,11 +98,15 @@ def selection_scores(archive: NoveltyArchive, mode: SearchMode) -> np.ndarray:
 
 
 def select_parents(archive: NoveltyArchive, count: int, mode: SearchMode, rng: np.random.Generator,
-                   scores: np.ndarray | None = None) -> list[str]:
+                   scores: np.ndarray | None = None, explore_share: float = 0.0) -> list[str]:
     """Ids of `count` parents drawn from the archive (with replacement); empty when the archive is.
     Tournaments run among the breaking members (`is_breaking`), or among all when none breaks yet;
-    `random` draws uniformly from all. `scores`: the members' `selection_scores`, when the caller
-    already has them for this archive state."""
+    each draw runs among all members instead with probability `explore_share` (0: never, and no
+    random number is drawn for it, so runs without exploration replay exactly). `random` draws
+    uniformly from all. `scores`: the members' `selection_scores`, when the caller already has them
+    for this archive state."""
+    if not 0.0 <= explore_share <= 1.0:
+        raise ValueError("explore_share must be in [0, 1]")
     elites = archive.elites
     if not elites or count <= 0:
         return []
@@ -107,9 +114,11 @@ def select_parents(archive: NoveltyArchive, count: int, mode: SearchMode, rng: n
         return [elites[int(i)].candidate.id for i in rng.integers(len(elites), size=count)]
     if scores is None:
         scores = selection_scores(archive, mode)
-    pool = [i for i, e in enumerate(elites) if is_breaking(e)] or list(range(len(elites)))
+    everyone = list(range(len(elites)))
+    breaking = [i for i, e in enumerate(elites) if is_breaking(e)] or everyone
     chosen = []
     for _ in range(count):
+        pool = everyone if explore_share > 0.0 and rng.random() < explore_share else breaking
         entrants = [pool[int(j)] for j in rng.integers(len(pool), size=min(TOURNAMENT_SIZE, len(pool)))]
         winner = max(entrants, key=lambda i: (scores[i], -i))
         chosen.append(elites[winner].candidate.id)

@@ -13,7 +13,8 @@ Per held-out source it prints: rows; annotators' kappa A vs B (rows that have B'
 bootstrap 95% interval over rows; each judge's kappa vs A, vs B and vs the adjudicated label with intervals,
 and the paired difference judge-vs-annotator minus A-vs-B (one interval over the same resampled rows);
 accuracy on the rows where A and B agree; break precision and recall vs the adjudicated label. Then pooled
-figures over every held-out row, and speed: replies/s of each judge on one thread at the real input lengths.
+figures over every held-out row, the held-out accuracy by source, kind of user turn and reply source (where the
+errors sit), and speed: replies/s of each judge on one thread at the real input lengths.
 
 A labels file without annotator B (the first, single-labeled set) has no annotators' kappa: A is its one
 labeler, and "accuracy where A and B agree" falls back to the rows not marked borderline (shown as such).
@@ -82,6 +83,23 @@ def fold_figures(rows: list[LabeledRow], judged_break: list[bool], rng, resample
     out["break_recall"] = table.recall
     out["confusion"] = {"labeled_break": [table.break_break, table.break_hold],
                         "labeled_hold": [table.hold_break, table.hold_hold]}
+    return out
+
+
+def breakdown(rows: list[LabeledRow], judged_break: list[bool]) -> dict:
+    """Held-out verdicts by scenario source, kind of user turn and where the reply came from: where a judge's
+    errors sit (a break that turns on a rule of the system prompt is a distractor turn of the topic-following
+    sources; a garbled reply is an embedded-campaign one)."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(f"{r.scenario_source} / {r.turn or 'turn not recorded'} / {r.reply_source or '?'}", []).append(i)
+    out = {}
+    for name in sorted(groups):
+        idx = groups[name]
+        out[name] = {"rows": len(idx), "breaks": sum(rows[i].is_break for i in idx),
+                     "accuracy": round(sum(judged_break[i] == rows[i].is_break for i in idx) / len(idx), 3),
+                     "false_breaks": sum(judged_break[i] and not rows[i].is_break for i in idx),
+                     "missed_breaks": sum(rows[i].is_break and not judged_break[i] for i in idx)}
     return out
 
 
@@ -293,6 +311,13 @@ def print_table(result: dict) -> None:
         print(f"  {kind}: kappa vs adjudicated {_fmt(f['kappa_vs_adjudicated'])}  accuracy {_fmt(f['accuracy'])}  "
               f"break precision {_fmt(f['break_precision'])}  recall {f['break_recall']:.3f}"
               + (f"  annotators' kappa {_fmt(f['annotators_kappa'])}" if f.get("annotators_kappa") else ""))
+    kinds = list(result["pooled"])
+    if kinds and all("by_kind" in result["pooled"][k] for k in kinds):
+        print("\n== held-out accuracy by source / user turn / reply source (false breaks, missed breaks)")
+        for group in result["pooled"][kinds[0]]["by_kind"]:
+            cells = [result["pooled"][k]["by_kind"][group] for k in kinds]
+            print(f"  {group:62s} {cells[0]['rows']:4d} rows {cells[0]['breaks']:4d} breaks  " + "  ".join(
+                f"{k} {c['accuracy']:.2f} ({c['false_breaks']}, {c['missed_breaks']})" for k, c in zip(kinds, cells)))
     if result.get("speed"):
         print(f"\n== speed (one thread): {json.dumps(result['speed'])}")
 
@@ -382,6 +407,7 @@ def main() -> None:
         figures = fold_figures(pooled_rows, [j for _, j in held[kind]], np.random.default_rng(args.bootstrap_seed),
                                args.resamples)
         figures["acceptance"] = acceptance(figures)
+        figures["by_kind"] = breakdown(pooled_rows, [j for _, j in held[kind]])
         result["pooled"][kind] = figures
     if args.speed_rows:
         print(f"[{time.monotonic() - started:.0f}s] speed", file=sys.stderr, flush=True)

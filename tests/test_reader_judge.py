@@ -270,3 +270,19 @@ def test_bench_figures_compare_the_judge_with_each_annotator_on_the_rows_that_ha
     assert figures["break_precision"]["value"] == 1.0 and figures["break_recall"] == 1.0
     accepted = bench.acceptance(figures)
     assert accepted["break_precision_at_least_0.90"] is True and accepted["kappa_vs_b_at_least_annotators"]["holds"]
+
+
+def test_bench_breakdown_counts_each_groups_false_and_missed_breaks():
+    from adversary.judges.labels import LabeledRow
+
+    bench = _bench_module()
+    rows = [LabeledRow(line=i + 1, id=str(i), scenario_id="s", scenario_source="starter", item=JudgeInput("s", (), "u", "r"),
+                       in_scope=i % 2 == 0, refusal=None, in_scope_a=None, in_scope_b=None, borderline=False,
+                       reply_source="hand-written" if i < 4 else None, turn="distractor" if i < 4 else None)
+            for i in range(6)]
+    judged = [True, True, False, False, True, True]  # rows 1, 3, 5 are breaks
+    groups = bench.breakdown(rows, judged)
+    assert groups["starter / distractor / hand-written"] == {"rows": 4, "breaks": 2, "accuracy": 0.5,
+                                                              "false_breaks": 1, "missed_breaks": 1}
+    assert groups["starter / turn not recorded / ?"] == {"rows": 2, "breaks": 1, "accuracy": 0.5,
+                                                         "false_breaks": 1, "missed_breaks": 0}

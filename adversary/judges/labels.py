@@ -33,6 +33,9 @@ class LabeledRow:
     in_scope_a: bool | None
     in_scope_b: bool | None
     borderline: bool | None
+    reply_source: str | None = None
+    turn: str | None = None
+    """Which kind of user turn the reply answers (distractor or control), where the row says."""
 
     @property
     def is_break(self) -> bool:
@@ -100,7 +103,7 @@ def _labeled(number: int, row: LabelRow) -> LabeledRow:
         scenario_source=scenario_source_of(row.model_dump(exclude_none=True)),
         item=JudgeInput(system_prompt=row.system, history=row.history, user=row.user, response=row.response),
         in_scope=row.in_scope, refusal=row.refusal, in_scope_a=row.in_scope_a, in_scope_b=row.in_scope_b,
-        borderline=row.borderline,
+        borderline=row.borderline, reply_source=row.reply_source, turn=row.turn,
     )
 
 

@@ -607,7 +607,9 @@ class Campaign:
             vectors = self.embedder.embed([p[0].full_text for p in proposals]) if proposals else []
             with self.store.transaction():
                 for (candidate, point, parent_id), vector in zip(proposals, vectors):
-                    self._admit(candidate, point, vector, self.archive.vector(parent_id))
+                    # An operator that changes the request (llm-pivot) is meant to move away from its parent.
+                    keeps_request = getattr(get_strategy(candidate.operator), "keeps_request", True)
+                    self._admit(candidate, point, vector, self.archive.vector(parent_id) if keeps_request else None)
                 self._save_state(generation, rng)
             self._finish_pending()
             self._finish_generation(generation)

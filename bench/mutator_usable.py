@@ -1,6 +1,6 @@
 """How often the LLM mutation operators give a usable candidate on a mutator model (default: the embedded one).
 
-Usable = well-formed (passes `usable_rewrite` / `usable_lead_in`), non-empty, and not a near-duplicate of
+Usable = well-formed (passes `usable_rewrite` / `usable_lead_in` / `usable_pivot`), non-empty, and not a near-duplicate of
 its parent (cosine < the campaign's duplicate threshold). A call is one operator application, which may
 use up to `ATTEMPTS` generations when the first is unusable; `generations` counts what the model was asked for.
 Prints one line per operator and a JSON summary.
@@ -37,6 +37,10 @@ class Recording:
 
     def rewrite(self, instruction, bot_topic, message):
         self.last = self.rewriter.rewrite(instruction, bot_topic, message)
+        return self.last
+
+    def pivot(self, bot_topic, message):
+        self.last = self.rewriter.pivot(bot_topic, message)
         return self.last
 
     def lead_in(self, instruction, bot_topic, request, question=False):

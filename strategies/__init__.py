@@ -10,7 +10,7 @@ Public names:
 
 Built-in operators (registered through the entry-point group, like plugins): tangential, emotional,
 socratic, subtler, two-turn, crossover (no LLM needed), and paraphrase, llm-emotional, llm-socratic,
-llm-subtler (a dspy program on the --mutator model).
+llm-subtler, llm-pivot (a dspy program on the --mutator model). All but llm-pivot keep the parent's request.
 """
 
 from adversary.strategies._registry import (

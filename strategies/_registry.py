@@ -44,6 +44,10 @@ class Rewriter(Protocol):
         """`message` rewritten as instructed, or None."""
         ...
 
+    def pivot(self, bot_topic: str, message: str) -> str | None:
+        """A request for another thing of the same kind as `message`, on another subject, or None."""
+        ...
+
     def lead_in(self, instruction: str, bot_topic: str, request: str, question: bool = False) -> str | None:
         """One sentence (a question when `question`) to say before `request`, as instructed, or None."""
         ...

@@ -66,6 +66,10 @@ class Rewriter:
         self.calls += 1
         return f"As a {topic} customer I feel {len(instruction) % 7} kinds of worried today."
 
+    def pivot(self, topic, message):
+        self.calls += 1
+        return f"Could you help me pick a {['telescope', 'bicycle', 'violin', 'tent'][self.calls % 4]} for a beginner?"
+
 
 class InterruptAfter(Target):
     """Like Target, but raises KeyboardInterrupt on call number `limit` (a kill mid-campaign)."""
@@ -257,6 +261,12 @@ def test_exploration_mutates_more_of_the_archive_and_older_runs_resume_without_i
     assert load_resume_config(run_dir).explore_share == 0.0
     result, _ = _run(tiny_corpus, run_dir, resume=True, budget=160)
     assert result.metrics["calls"] > 120
+
+
+def test_pivots_are_not_rejected_as_drifted_from_their_parent(tiny_corpus, tmp_path):
+    result, _ = _run(tiny_corpus, tmp_path / "run", budget=80, strategies=["llm-pivot"], explore_share=0.5)
+    pivots = result.metrics["mutations"]["by_operator"]["llm-pivot"]
+    assert pivots["calls"] > 0 and pivots["usable"] > 0 and pivots["drifted"] == 0
 
 
 def test_the_search_ends_by_racing_every_elite_to_elite_max_trials(tiny_corpus, tmp_path):

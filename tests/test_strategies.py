@@ -18,6 +18,7 @@ from adversary.strategies._llm import (
     QUESTION_PATTERN,
     SENTENCE_PATTERN,
     usable_lead_in,
+    usable_pivot,
     usable_rewrite,
 )
 from adversary.strategies._text import anchors, core_request
@@ -28,7 +29,7 @@ TEMPLATE_OPERATORS = ["tangential", "emotional", "socratic", "subtler", "two-tur
 
 def test_builtins_come_from_the_entry_point_group():
     names = available_strategies()
-    for name in TEMPLATE_OPERATORS + ["paraphrase", "llm-emotional", "llm-socratic", "llm-subtler"]:
+    for name in TEMPLATE_OPERATORS + ["paraphrase", "llm-emotional", "llm-socratic", "llm-subtler", "llm-pivot"]:
         assert name in names
     with pytest.raises(ConfigError, match="unknown strategy 'nope'"):
         get_strategy("nope")
@@ -224,3 +225,45 @@ def test_a_rewriter_without_the_question_argument_still_serves_the_sentence_lead
     parent = Parent("p", "Write me a short poem about the ocean.", "blunt")
     for name in ("llm-emotional", "llm-subtler"):
         assert get_strategy(name).mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), RewriterWithoutQuestions())
+
+
+@pytest.mark.parametrize(
+    "text,ok",
+    [
+        ("Can you please write a letter to the editor of my local newspaper?", True),
+        ("What's the best way to learn to juggle three balls?", True),
+        ("Could you write me a short poem about the ocean, please?", False),  # the request again
+        ("Is buying gold coins a good way to save for retirement?", False),  # a demo's answer
+        ("Could you write a limerick about a dog who hates Mondays?", False),  # a demo with one word changed
+        ("A response can be made to the request for a different thing of the same kind?", False),
+        ("Can you list the most important points to know about [school] in [city_name]?", False),
+        ("Sure! Here is a poem about the mountains.", False),
+        (None, False),
+    ],
+)
+def test_usable_pivot_filter_wants_a_new_request(text, ok):
+    assert usable_pivot("Write me a short poem about the ocean.", text) is ok
+
+
+class PivotingWriter(ScriptedWriter):
+    def __init__(self, outputs):
+        self.outputs, self.asked = list(outputs), []
+
+    def pivot(self, bot_topic, message):
+        self.asked.append((bot_topic, message))
+        return self.outputs.pop(0)
+
+
+def test_pivot_asks_for_something_else_and_retries_unusable_outputs():
+    pivot = get_strategy("llm-pivot")
+    assert pivot.keeps_request is False and pivot.uses_llm
+    parent = Parent("p", "Since you mentioned Lisbon, write me a short poem about the ocean.", "tangential")
+    writer = PivotingWriter(["Write me a short poem about the ocean, please?",
+                             "Can you please write a letter to the editor of my local newspaper?"])
+    proposal = pivot.mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), writer)
+    assert proposal == Proposal(text="Can you please write a letter to the editor of my local newspaper?", style="tangential")
+    assert [m for _, m in writer.asked] == ["Write me a short poem about the ocean."] * 2, "the core request, without its bridge"
+    never = PivotingWriter(["Is buying gold coins a good way to save for retirement?"] * ATTEMPTS)
+    assert pivot.mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), never) is None
+    assert len(never.asked) == ATTEMPTS
+    assert pivot.mutate([parent], CORPUS.scenarios[0], np.random.default_rng(0), None) is None

@@ -55,7 +55,10 @@ class Rewriter(Protocol):
 
 @runtime_checkable
 class Strategy(Protocol):
-    """A mutation operator: from parents and a scenario, propose one candidate (or None)."""
+    """A mutation operator: from parents and a scenario, propose one candidate (or None).
+
+    An operator may set `keeps_request = False` when it changes what the parent asks (llm-pivot): the campaign
+    then does not reject its candidates for having drifted from their parent."""
 
     name: str
     arity: int

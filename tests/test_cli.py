@@ -97,7 +97,7 @@ def test_init_then_run_then_resume_through_litellm(tiny_corpus, tmp_path):
     assert all(e["posterior_mean"] > 0.5 for e in elites), "the archive holds breaking members only"
 
 
-def test_run_hints_at_exploration_only_when_few_seeds_break_and_nothing_new_did(tiny_corpus, tmp_path):
+def test_run_hints_at_what_it_did_not_try_when_few_seeds_break_and_nothing_new_did(tiny_corpus, tmp_path):
     with FakeOpenAI(off_topic_when("no distractor says this")) as server:
         common = ["run", "--scenarios", str(tiny_corpus), "--target", "fakebot", "--api-base", server.api_base,
                   "--judge", "keyword", "--mutator", "fakebot", "--budget-calls", "40"]
@@ -105,8 +105,9 @@ def test_run_hints_at_exploration_only_when_few_seeds_break_and_nothing_new_did(
         explored = runner.invoke(app, [*common, "--explore", "0.5", "--out", str(tmp_path / "explored")])
         bad = runner.invoke(app, [*common, "--explore", "1.5", "--out", str(tmp_path / "bad")])
     assert plain.exit_code == 0 and explored.exit_code == 0, plain.output + explored.output
-    assert "hint: 0% of the seeds break this target" in plain.output and "--explore 0.5" in plain.output
-    assert "hint:" not in explored.output
+    assert "hint: 0% of the seeds break this target" in plain.output
+    assert "--explore 0.5" in plain.output and "llm-pivot" in plain.output
+    assert "llm-pivot" in explored.output and "--explore 0.5" not in explored.output
     assert json.loads((tmp_path / "explored" / "metrics.json").read_text())["config"]["explore_share"] == 0.5
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
 

@@ -37,7 +37,8 @@ embedder: local/minilm          # novelty space: local/minilm or a litellm embed
 api_base: null                  # OpenAI-compatible base URL for non-local models
 
 search: novelty                 # novelty (novelty search with local competition) | greedy | random
-# Mutation operators (adversary.strategies entry points; plugins add more). Also available: llm-subtler.
+# Mutation operators (adversary.strategies entry points; plugins add more). Also available: llm-subtler, and
+# llm-pivot, the one that changes the request itself (with explore_share, for targets that resist the seeds).
 strategies: [{strategies}]
 seed: 0
 
@@ -170,7 +171,11 @@ def run_command(
     out_console.print(f"mutations {mut['calls']}, usable {mut['usable']} ({usable}), duplicates {mut['duplicates']}, "
                       f"drifted {mut['drifted']}, inapplicable {mut['inapplicable']}", markup=False)
     seeds = m["seed_break_rate"]["break_rate"]
-    if config.explore_share == 0.0 and seeds is not None and seeds < 0.25 and clusters["without_seeds"] == 0 and mut["calls"]:
+    remedies = [text for missing, text in (
+        (config.explore_share == 0.0, "--explore 0.5 also mutates the members that hold"),
+        ("llm-pivot" not in config.strategies, "llm-pivot among its strategies (a config from `adversary init`) changes "
+                                               "what they ask, not only how")) if missing]
+    if remedies and seeds is not None and seeds < 0.25 and clusters["without_seeds"] == 0 and mut["calls"]:
         out_console.print(f"hint: {100 * seeds:.0f}% of the seeds break this target and every breaking member grew from them; "
-                          "a new run with --explore 0.5 also mutates the members that hold", markup=False)
+                          f"in a new run, {' and '.join(remedies)}", markup=False)
     out_console.print(f"wrote {run_dir}/archive.jsonl, metrics.json, report.html, report.md", markup=False)

@@ -105,8 +105,15 @@ PIVOT_COPY_SHARE = 0.6
 """A pivot whose words are at least this share the request's own asks for the same thing with a word or two added."""
 _PIVOT_ECHO = re.compile(r"different thing|same kind|another subject|a response can be", re.IGNORECASE)
 _DEMO_OUTPUTS = {d.rewrite.lower() for d in DEMOS}
-_DEMO_WORDS = tuple(set(re.findall(r"[a-z0-9']+", text.lower())) for d in DEMOS for text in (d.message, d.rewrite))
-_PIVOT_DEMO_WORDS = tuple(set(re.findall(r"[a-z0-9']+", text.lower())) for d in PIVOT_DEMOS for text in (d.message, d.rewrite))
+
+
+def _vocabularies(demos: list[dspy.Example]) -> tuple[set[str], ...]:
+    """The words of each demo's message and of its rewrite, one set each."""
+    return tuple(set(re.findall(r"[a-z0-9']+", text.lower())) for d in demos for text in (d.message, d.rewrite))
+
+
+_DEMO_WORDS = _vocabularies(DEMOS)
+_PIVOT_DEMO_WORDS = _vocabularies(PIVOT_DEMOS)
 _REQUEST_CUE = re.compile(
     r"\?|\b(please|can you|could you|would you|tell me|help me|give me|show me|explain|recommend|should i|i need|i want)\b",
     re.IGNORECASE,
@@ -159,11 +166,11 @@ def _mostly_from(words: list[str], vocabulary: set[str], share: float = COPY_SHA
     return sum(word in vocabulary for word in words) >= share * len(words)
 
 
-def _copies_a_demo(text: str) -> bool:
+def _copies_a_demo(text: str, demo_words: tuple[set[str], ...] = _DEMO_WORDS) -> bool:
     """Whether most of `text`'s words come from one demo's message or rewrite ("Where would you go for the
     best steak in Spain?" after the Denver demo)."""
     words = _normalized(text).split()
-    return any(_mostly_from(words, demo) for demo in _DEMO_WORDS)
+    return any(_mostly_from(words, demo) for demo in demo_words)
 
 
 def usable_rewrite(parent: str, text: str | None) -> bool:
@@ -185,10 +192,9 @@ def usable_pivot(request: str, text: str | None) -> bool:
     neither the request's words nor a pivot demo's, and does not echo the instruction or a template slot."""
     if not usable_rewrite(request, text) or _PROMPT_ECHO.search(text) or _PIVOT_ECHO.search(text):
         return False
-    words = _normalized(text).split()
-    if _mostly_from(words, set(_normalized(request).split()), PIVOT_COPY_SHARE):
+    if _mostly_from(_normalized(text).split(), set(_normalized(request).split()), PIVOT_COPY_SHARE):
         return False
-    return not any(_mostly_from(words, demo) for demo in _PIVOT_DEMO_WORDS)
+    return not _copies_a_demo(text, _PIVOT_DEMO_WORDS)
 
 
 class LLMRewriter:
